@@ -1,0 +1,77 @@
+"""`kalshi-data up`: the main job, run as supervised child processes with a live status line."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from app.cli.group import CliContext, cli, pass_cli_context
+from app.fleet.runner import UpOptions, run_up
+
+
+@cli.command("up")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop cleanly after this many seconds (default: run until Ctrl-C).",
+)
+@click.option(
+    "--sim-markets",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Simulator: markets at start (default: simulator.markets).",
+)
+@click.option(
+    "--sim-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Simulator: order-flow frames per second (default: simulator.rate).",
+)
+@click.option("--sim-seed", type=int, default=None, help="Simulator: random seed.")
+@click.option(
+    "--sim-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Simulator port; 0 picks a free one (default: simulator.port).",
+)
+@click.option(
+    "--truth",
+    "truth_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Simulator: write ground truth into this directory.",
+)
+@click.option(
+    "--book-markets",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Live view: how many markets' order books to follow.",
+)
+@pass_cli_context
+def up(
+    ctx: CliContext,
+    duration: float | None,
+    sim_markets: int | None,
+    sim_rate: float | None,
+    sim_seed: int | None,
+    sim_port: int | None,
+    truth_dir: Path | None,
+    book_markets: int,
+) -> None:
+    """Start the exchange (simulator unless a Kalshi key is configured) and watch it live."""
+    options = UpOptions(
+        duration_s=duration,
+        sim_markets=sim_markets,
+        sim_rate=sim_rate,
+        sim_seed=sim_seed,
+        sim_port=sim_port,
+        truth_dir=truth_dir,
+        book_markets=book_markets,
+    )
+    code = asyncio.run(run_up(ctx.settings, options))
+    if code:
+        raise SystemExit(code)

@@ -1,0 +1,207 @@
+"""The one typed configuration object (DESIGN §9).
+
+Values come from, highest priority first: `KD_*` environment variables (nested with `__`, e.g.
+`KD_KALSHI__KEY_ID`), the YAML file given with `--config`, then the defaults below. Settings are
+read once at process start and passed in; nothing else in the code reads `os.environ`.
+Secrets are never values here: the Kalshi private key is a *path*, and database passwords come
+from the URL in the environment or from `database_password_file`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+KALSHI_PROD_REST = "https://external-api.kalshi.com/trade-api/v2"
+KALSHI_PROD_WS = "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
+KALSHI_DEMO_REST = "https://external-api.demo.kalshi.co/trade-api/v2"
+KALSHI_DEMO_WS = "wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2"
+
+Tier = Literal["basic", "advanced", "expert", "premier", "paragon", "prime", "prestige"]
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is unreadable or invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KalshiSettings(_Section):
+    """How to reach the exchange. With no key configured, `up` runs against the simulator."""
+
+    rest_url: str = KALSHI_PROD_REST
+    ws_url: str = KALSHI_PROD_WS
+    key_id: str | None = None
+    private_key_path: Path | None = None
+    tier: Tier = "basic"
+    request_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("private_key_path")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.key_id and self.private_key_path)
+
+
+class SimulatorSettings(_Section):
+    """The built-in exchange simulator (used when no Kalshi key is configured)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    markets: int = Field(200, ge=1)
+    seed: int = 1
+    rate: float = Field(200.0, gt=0, description="order-flow frames per second")
+    truth_dir: Path | None = None
+    format: Literal["current", "legacy"] = "current"
+    ping_interval_s: float = Field(10.0, gt=0)
+
+
+StatusFilter = Literal["unopened", "open", "paused", "closed", "settled"]
+
+
+class RegistrySettings(_Section):
+    """The market registry: REST sync, reconcile, subscription set (docs/registry.md)."""
+
+    page_size: int = Field(1000, ge=1, le=1000, description="GET /markets page size [REG-14]")
+    event_page_size: int = Field(200, ge=1, le=200, description="GET /events page size")
+    sync_statuses: tuple[StatusFilter, ...] = Field(
+        ("unopened", "open", "paused", "closed", "settled"),
+        description="status filters walked by a full sync, in this order [REG-4]",
+    )
+    settled_lookback_s: float | None = Field(
+        86_400.0,
+        gt=0,
+        description="full sync reads settled markets settled within this window; None = the "
+        "whole live partition (settled before the historical cutoff are gone anyway)",
+    )
+    catch_up: bool = Field(
+        True,
+        description="after the status walks, re-read markets updated since the sync started "
+        "(min_updated_ts) so a market that changed status mid-walk is not missed",
+    )
+    reconcile_interval_s: float = Field(300.0, gt=0, description="beat period [REG-10, §6]")
+    reconcile_overlap_s: float = Field(
+        120.0, ge=0, description="watermark overlap: clock skew and late updated_time bumps"
+    )
+    subscription_refresh_s: float = Field(
+        30.0, gt=0, description="beat period of the full subscription-set refresh"
+    )
+    subscribed_statuses: tuple[str, ...] = Field(
+        ("initialized", "active", "inactive"),
+        description="market statuses the listener subscribes (before open, open, paused)",
+    )
+    close_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="a subscribed market whose close_time passed longer ago than this leaves "
+        "the set even before REST or a lifecycle event reports it closed",
+    )
+    fetch_created: bool = Field(
+        True, description="GET /markets/{ticker} for a `created` lifecycle event [REG-8]"
+    )
+    change_stream_maxlen: int = Field(
+        10_000,
+        ge=100,
+        description="approximate length cap of the change stream; listeners that fall "
+        "further behind reload the full set",
+    )
+    lock_timeout_s: float = Field(
+        120.0, gt=0, description="Redis lock lease serializing change-feed writers"
+    )
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "text"
+
+
+class Settings(BaseSettings):
+    """Everything configurable about one kalshi-data process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KD_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    gatherer: str = Field("g1", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    database_url: str = "postgresql://postgres@localhost:5432/kalshi_data"
+    redis_url: str = "redis://localhost:6379/0"
+    kalshi: KalshiSettings = KalshiSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    registry: RegistrySettings = RegistrySettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Values from the `--config` YAML file, below environment variables in priority."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(root)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid configuration in {origin}: {where}: {first['msg']}{more}"
+
+
+def load_settings(config_path: Path | str | None = None) -> Settings:
+    """Read the YAML file (if any) and `KD_*` environment into one validated `Settings`."""
+    data = _read_yaml(Path(config_path)) if config_path else {}
+    origin = str(config_path) if config_path else "KD_* environment"
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _YamlSource(settings_cls, data))
+
+    try:
+        loaded = _FileSettings()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"{origin} or KD_* environment")) from exc
+    return Settings.model_validate(loaded.model_dump())

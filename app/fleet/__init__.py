@@ -1,0 +1,1 @@
+"""Running kalshi-data processes together on one machine: supervision and the live status line."""

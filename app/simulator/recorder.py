@@ -1,0 +1,97 @@
+"""Writes the ground truth directory while the simulator runs (format: docs/simulator.md).
+
+Everything goes through large write buffers so recording costs a memory copy per frame, not a
+system call; buffers are flushed on shutdown, on `POST /admin/dump`, and when they fill. The
+reader is `truth.py`; the file names below are the contract between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+META_FILE = "meta.json"
+EXCHANGE_FILE = "exchange.jsonl"
+FRAMES_FILE = "frames.tsv"
+CONNECTIONS_FILE = "connections.jsonl"
+FAULTS_FILE = "faults.jsonl"
+STATE_FILE = "state.jsonl"
+TRUTH_FORMAT_VERSION = 1
+# Bumped whenever catalog, initial books or order flow change what a seed produces.
+GENERATOR_VERSION = "kalshi-data-sim/1"
+
+_BUFFER = 4 << 20
+
+
+class Recorder:
+    """Append-only writers for one truth directory; a no-op when `directory` is None."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.enabled = directory is not None
+        self._files: dict[str, BinaryIO] = {}
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            # A state left by an earlier run would describe the wrong exchange.
+            for stale in (STATE_FILE, STATE_FILE + ".tmp", META_FILE):
+                (directory / stale).unlink(missing_ok=True)
+            for name in (EXCHANGE_FILE, FRAMES_FILE, CONNECTIONS_FILE, FAULTS_FILE):
+                self._files[name] = open(directory / name, "wb", buffering=_BUFFER)  # noqa: SIM115
+            self._exchange = self._files[EXCHANGE_FILE]
+            self._frames = self._files[FRAMES_FILE]
+
+    def exchange(self, line: bytes) -> None:
+        """One deterministic exchange event (a complete JSON line)."""
+        self._exchange.write(line)
+
+    def frames(self, lines: bytes) -> None:
+        """Already formatted `frames.tsv` lines."""
+        self._frames.write(lines)
+
+    def fault(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            record = {"wall_ns": time.time_ns(), **record}
+            self._files[FAULTS_FILE].write(orjson.dumps(record) + b"\n")
+
+    def connection(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            record = {"wall_ns": time.time_ns(), **record}
+            self._files[CONNECTIONS_FILE].write(orjson.dumps(record) + b"\n")
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        if self.directory is not None:
+            self._replace(META_FILE, [orjson.dumps(meta, option=orjson.OPT_INDENT_2) + b"\n"])
+
+    def write_state(self, lines: Iterable[bytes]) -> Path | None:
+        """Replace `state.jsonl` atomically (readers never see half a state)."""
+        if self.directory is None:
+            return None
+        self.flush()
+        return self._replace(STATE_FILE, lines)
+
+    def _replace(self, name: str, lines: Iterable[bytes]) -> Path:
+        assert self.directory is not None
+        target = self.directory / name
+        temporary = target.with_name(name + ".tmp")
+        with open(temporary, "wb", buffering=_BUFFER) as handle:
+            for line in lines:
+                handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(target)
+        return target
+
+    def flush(self) -> None:
+        for handle in self._files.values():
+            handle.flush()
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+        self.enabled = False

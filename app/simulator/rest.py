@@ -1,0 +1,496 @@
+"""REST market-data endpoints under `/trade-api/v2` (kalshi-api.md §1).
+
+Handlers validate their query parameters strictly (a bad value is HTTP 400 with
+`{"code", "message"}`), page with opaque cursors, and render bodies through `views` in the
+configured field format. Pagination walks markets (and events) in creation order, so pages stay
+stable while new markets are appended at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from app.simulator.catalog import MARKETS_PER_EVENT
+from app.simulator.clock import NS_PER_S, rfc3339
+from app.simulator.exchange import CLOSED, FINALIZED, Exchange
+from app.simulator.views import STATUS_FILTERS, CurrentViews
+
+API_PREFIX = "/trade-api/v2"
+MAX_EVENT_TICKERS = 10
+MAX_BATCH_ORDERBOOKS = 100
+MAX_TICKER_LENGTH = 200
+
+
+class BadRequest(Exception):
+    """A query the endpoint refuses (HTTP 400)."""
+
+
+class NotFound(Exception):
+    """A ticker or path that does not exist (HTTP 404)."""
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return json_response({"code": code, "message": message}, status)
+
+
+def encode_cursor(kind: str, position: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("invalid cursor") from exc
+    prefix, _, number = text.partition(":")
+    if prefix != kind or not number.isdigit():
+        raise BadRequest("invalid cursor")
+    return int(number)
+
+
+class Query:
+    """Typed access to one request's query string."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.raw = request.query
+
+    def text(self, name: str) -> str | None:
+        value = self.raw.get(name)
+        return value if value else None
+
+    def integer(self, name: str, low: int | None = None, high: int | None = None) -> int | None:
+        value = self.raw.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = int(value)
+        except ValueError as exc:
+            raise BadRequest(f"{name} must be an integer") from exc
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise BadRequest(f"{name} must be between {low} and {high}")
+        return number
+
+    def limit(self, default: int, maximum: int) -> int:
+        value = self.integer("limit", 0, maximum)
+        return value if value else default
+
+    def flag(self, name: str) -> bool:
+        value = self.raw.get(name, "").lower()
+        if value in ("", "false", "0"):
+            return False
+        if value in ("true", "1"):
+            return True
+        raise BadRequest(f"{name} must be true or false")
+
+    def csv(self, name: str) -> list[str]:
+        items: list[str] = []
+        for value in self.raw.getall(name, []):
+            items.extend(part for part in value.split(",") if part)
+        return items
+
+
+class RestApi:
+    """The market-data handlers."""
+
+    def __init__(self, exchange: Exchange, views: CurrentViews) -> None:
+        self.exchange = exchange
+        self.catalog = exchange.catalog
+        self.views = views
+
+    def routes(self) -> list[web.RouteDef]:
+        p = API_PREFIX
+        return [
+            web.get(f"{p}/markets", self.markets),
+            web.get(f"{p}/markets/trades", self.trades),
+            web.get(f"{p}/markets/orderbooks", self.orderbooks),
+            web.get(f"{p}/markets/{{ticker}}", self.market),
+            web.get(f"{p}/markets/{{ticker}}/orderbook", self.orderbook),
+            web.get(f"{p}/events", self.events),
+            web.get(f"{p}/events/{{event_ticker}}", self.event),
+            web.get(f"{p}/series", self.series_list),
+            web.get(f"{p}/series/{{series_ticker}}", self.series),
+            web.get(f"{p}/exchange/status", self.exchange_status),
+            web.get(f"{p}/historical/cutoff", self.historical_cutoff),
+        ]
+
+    # ---- lookups -----------------------------------------------------------------------
+
+    def _market_index(self, ticker: str) -> int:
+        index = self.catalog.market_index(ticker)
+        if index is None or not self.exchange.exists(index):
+            raise NotFound(f"market {ticker} not found")
+        return index
+
+    def _event_index(self, event_ticker: str) -> int:
+        event = self.catalog.event_index(event_ticker)
+        if event is None or event >= self.exchange.event_count():
+            raise NotFound(f"event {event_ticker} not found")
+        return event
+
+    def _render_market(self, index: int) -> dict[str, Any]:
+        return self.views.market(self.catalog.market(index), self.exchange.view(index))
+
+    def _event_markets(self, event: int) -> range:
+        first = event * MARKETS_PER_EVENT
+        return range(first, min(first + MARKETS_PER_EVENT, self.exchange.count))
+
+    # ---- markets -----------------------------------------------------------------------
+
+    async def markets(self, request: web.Request) -> web.Response:
+        query = Query(request)
+        limit = query.limit(100, 1000)
+        start = decode_cursor("m", query.text("cursor")) or 0
+        status_name = query.text("status")
+        statuses: tuple[int, ...] | None = None
+        if status_name is not None:
+            if status_name not in STATUS_FILTERS:
+                raise BadRequest(f"status must be one of {', '.join(STATUS_FILTERS)}")
+            statuses = STATUS_FILTERS[status_name]
+        window = self._time_window(query, status_name)
+        candidates = self._market_candidates(query, start)
+        predicate = self._market_predicate(statuses, window)
+        chosen, next_start = _take_page(
+            candidates, predicate, limit, self._fast_status(statuses, window, query, start)
+        )
+        return json_response(
+            {
+                "markets": [self._render_market(i) for i in chosen],
+                "cursor": encode_cursor("m", next_start) if next_start is not None else "",
+            }
+        )
+
+    def _time_window(
+        self, query: Query, status: str | None
+    ) -> tuple[str, int | None, int | None] | None:
+        """The one timestamp filter in use: (kind, min ns, max ns), checked for compatibility."""
+        groups = {
+            "created": (("unopened", "open"), "min_created_ts", "max_created_ts"),
+            "close": (("closed",), "min_close_ts", "max_close_ts"),
+            "settled": (("settled",), "min_settled_ts", "max_settled_ts"),
+        }
+        used = []
+        for kind, (allowed, low_name, high_name) in groups.items():
+            low, high = query.integer(low_name, 0), query.integer(high_name, 0)
+            if low is not None or high is not None:
+                if status is not None and status not in allowed:
+                    raise BadRequest(
+                        f"{low_name}/{high_name} cannot be combined with status={status}"
+                    )
+                used.append(
+                    (
+                        kind,
+                        None if low is None else low * NS_PER_S,
+                        None if high is None else (high + 1) * NS_PER_S - 1,
+                    )
+                )
+        if len(used) > 1:
+            raise BadRequest("timestamp filters are mutually exclusive")
+        return used[0] if used else None
+
+    def _market_candidates(self, query: Query, start: int) -> Iterable[int]:
+        count = self.exchange.count
+        tickers = query.csv("tickers")
+        events = query.csv("event_ticker")
+        series_ticker = query.text("series_ticker")
+        sets: list[set[int]] = []
+        if tickers:
+            found = set()
+            for ticker in tickers:
+                index = self.catalog.market_index(ticker)
+                if index is not None and index < count:
+                    found.add(index)
+            sets.append(found)
+        if events:
+            if len(events) > MAX_EVENT_TICKERS:
+                raise BadRequest(f"at most {MAX_EVENT_TICKERS} event tickers")
+            found = set()
+            for event_ticker in events:
+                event = self.catalog.event_index(event_ticker)
+                if event is not None:
+                    found.update(self._event_markets(event))
+            sets.append(found)
+        if series_ticker is not None:
+            series = self.catalog.series_index(series_ticker)
+            step = self.catalog.series_count
+            if series is None:
+                return ()
+            if not sets:
+                return self._series_markets(series, step, start)
+            sets.append({i for s in sets for i in s if (i // MARKETS_PER_EVENT) % step == series})
+        if sets:
+            common = set.intersection(*sets)
+            return sorted(i for i in common if i >= start)
+        return range(start, count)
+
+    def _series_markets(self, series: int, step: int, start: int) -> Iterator[int]:
+        count = self.exchange.count
+        event = start // MARKETS_PER_EVENT
+        event += (series - event) % step
+        while event * MARKETS_PER_EVENT < count:
+            for index in self._event_markets(event):
+                if index >= start:
+                    yield index
+            event += step
+
+    def _market_predicate(
+        self, statuses: tuple[int, ...] | None, window: tuple[str, int | None, int | None] | None
+    ) -> Callable[[int], bool] | None:
+        if statuses is None and window is None:
+            return None
+        status = self.exchange.status
+        catalog = self.catalog
+        exchange = self.exchange
+        low = high = None
+        kind = ""
+        if window is not None:
+            kind, low, high = window
+        settle_after = catalog.determine_delay_ns + catalog.settle_delay_ns
+
+        def keep(index: int) -> bool:
+            if statuses is not None and status[index] not in statuses:
+                return False
+            if not kind:
+                return True
+            if kind == "created":
+                if status[index] >= CLOSED:
+                    return False
+                at = catalog.scheduled_times(index)[0]
+            elif kind == "close":
+                if status[index] < CLOSED:
+                    return False
+                at = exchange.close_ns[index]
+            else:
+                if status[index] != FINALIZED:
+                    return False
+                at = exchange.close_ns[index] + settle_after
+            return (low is None or at >= low) and (high is None or at <= high)
+
+        return keep
+
+    def _fast_status(
+        self,
+        statuses: tuple[int, ...] | None,
+        window: tuple[str, int | None, int | None] | None,
+        query: Query,
+        start: int,
+    ) -> Iterator[int] | None:
+        """A C-speed scan (bytearray.find) for the common `status=` only query."""
+        if statuses is None or window is not None:
+            return None
+        if query.csv("tickers") or query.csv("event_ticker") or query.text("series_ticker"):
+            return None
+        return _find_statuses(self.exchange.status, statuses, start)
+
+    async def market(self, request: web.Request) -> web.Response:
+        index = self._market_index(request.match_info["ticker"])
+        return json_response({"market": self._render_market(index)})
+
+    # ---- order books -------------------------------------------------------------------
+
+    async def orderbook(self, request: web.Request) -> web.Response:
+        index = self._market_index(request.match_info["ticker"])
+        depth = Query(request).integer("depth", None, 100) or 0
+        yes, no = self.exchange.book(index)
+        return json_response(self.views.orderbook(yes, no, depth))
+
+    async def orderbooks(self, request: web.Request) -> web.Response:
+        tickers = Query(request).csv("tickers")
+        if not 1 <= len(tickers) <= MAX_BATCH_ORDERBOOKS:
+            raise BadRequest(f"tickers must name 1 to {MAX_BATCH_ORDERBOOKS} markets")
+        books = []
+        for ticker in tickers:
+            if len(ticker) > MAX_TICKER_LENGTH:
+                raise BadRequest(f"tickers must be at most {MAX_TICKER_LENGTH} characters")
+            yes, no = self.exchange.book(self._market_index(ticker))
+            books.append({"ticker": ticker, **self.views.orderbook(yes, no, 0)})
+        return json_response({"orderbooks": books})
+
+    # ---- trades ------------------------------------------------------------------------
+
+    async def trades(self, request: web.Request) -> web.Response:
+        query = Query(request)
+        limit = query.limit(100, 1000)
+        before = decode_cursor("t", query.text("cursor"))
+        ticker = query.text("ticker")
+        market = None
+        if ticker is not None:
+            market = self.catalog.market_index(ticker)
+            if market is None or not self.exchange.exists(market):
+                return json_response({"trades": [], "cursor": ""})
+        min_ts, max_ts = query.integer("min_ts", 0), query.integer("max_ts", 0)
+        numbers, next_before = self.exchange.trades.page(
+            market,
+            None if min_ts is None else min_ts * NS_PER_S,
+            None if max_ts is None else (max_ts + 1) * NS_PER_S - 1,
+            before,
+            limit,
+        )
+        trades = self.exchange.trades
+        return json_response(
+            {
+                "trades": [self.views.trade(trades, n) for n in numbers],
+                "cursor": encode_cursor("t", next_before) if next_before is not None else "",
+            }
+        )
+
+    # ---- events ------------------------------------------------------------------------
+
+    def _event_status(self, event: int) -> str:
+        statuses = [self.exchange.status[i] for i in self._event_markets(event)]
+        if any(s < CLOSED for s in statuses):
+            return "open"
+        return "settled" if all(s == FINALIZED for s in statuses) else "closed"
+
+    def _render_event(self, event: int, nested: bool) -> dict[str, Any]:
+        strike_ns = self.catalog.scheduled_times(event * MARKETS_PER_EVENT)[2]
+        body = self.views.event(self.catalog.event(event), strike_ns)
+        if nested:
+            body["markets"] = [self._render_market(i) for i in self._event_markets(event)]
+        return body
+
+    async def events(self, request: web.Request) -> web.Response:
+        query = Query(request)
+        limit = query.limit(200, 200)
+        start = decode_cursor("e", query.text("cursor")) or 0
+        nested = query.flag("with_nested_markets")
+        milestones = query.flag("with_milestones")
+        status = query.text("status")
+        if status is not None and status not in ("open", "closed", "settled"):
+            raise BadRequest("status must be one of open, closed, settled")
+        min_close = query.integer("min_close_ts", 0)
+        series_ticker = query.text("series_ticker")
+        event_count = self.exchange.event_count()
+        candidates: Iterable[int]
+        tickers = query.csv("tickers")
+        if tickers:
+            found = {self.catalog.event_index(t) for t in tickers}
+            candidates = sorted(e for e in found if e is not None and start <= e < event_count)
+        elif series_ticker is not None:
+            series = self.catalog.series_index(series_ticker)
+            step = self.catalog.series_count
+            first = start + (series - start) % step if series is not None else event_count
+            candidates = range(first, event_count, step)
+        else:
+            candidates = range(start, event_count)
+        if series_ticker is not None and tickers:
+            series = self.catalog.series_index(series_ticker)
+            candidates = [e for e in candidates if e % self.catalog.series_count == series]
+
+        def keep(event: int) -> bool:
+            if status is not None and self._event_status(event) != status:
+                return False
+            if min_close is not None:
+                close_after = min_close * NS_PER_S
+                markets = self._event_markets(event)
+                return any(self.exchange.close_ns[i] > close_after for i in markets)
+            return True
+
+        predicate = keep if status is not None or min_close is not None else None
+        chosen, next_start = _take_page(candidates, predicate, limit, None)
+        body: dict[str, Any] = {"events": [self._render_event(e, nested) for e in chosen]}
+        if milestones:
+            body["milestones"] = []
+        body["cursor"] = encode_cursor("e", next_start) if next_start is not None else ""
+        return json_response(body)
+
+    async def event(self, request: web.Request) -> web.Response:
+        event = self._event_index(request.match_info["event_ticker"])
+        nested = Query(request).flag("with_nested_markets")
+        markets = [self._render_market(i) for i in self._event_markets(event)]
+        body = self._render_event(event, False)
+        if nested:
+            body["markets"] = markets
+        return json_response({"event": body, "markets": markets})
+
+    # ---- series ------------------------------------------------------------------------
+
+    async def series_list(self, request: web.Request) -> web.Response:
+        query = Query(request)
+        category = query.text("category")
+        tags = set(query.csv("tags"))
+        result = []
+        for s in range(self.catalog.series_count):
+            spec = self.catalog.series(s)
+            if category is not None and spec.category != category:
+                continue
+            if tags and not tags.intersection(spec.tags):
+                continue
+            result.append(self.views.series(spec))
+        return json_response({"series": result})
+
+    async def series(self, request: web.Request) -> web.Response:
+        ticker = request.match_info["series_ticker"]
+        series = self.catalog.series_index(ticker)
+        if series is None:
+            raise NotFound(f"series {ticker} not found")
+        return json_response({"series": self.views.series(self.catalog.series(series))})
+
+    # ---- exchange ----------------------------------------------------------------------
+
+    async def exchange_status(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "exchange_active": True,
+                "trading_active": True,
+                "exchange_estimated_resume_time": None,
+            }
+        )
+
+    async def historical_cutoff(self, request: web.Request) -> web.Response:
+        # Nothing the simulator made is older than its epoch, so everything is "live".
+        cutoff = rfc3339(self.exchange.clock.epoch_ns)
+        return json_response(
+            {"market_settled_ts": cutoff, "trades_created_ts": cutoff, "orders_updated_ts": cutoff}
+        )
+
+
+def _find_statuses(status: bytearray, codes: tuple[int, ...], start: int) -> Iterator[int]:
+    """Indexes with one of `codes`, ascending, found with bytearray.find."""
+    positions = {code: status.find(code, start) for code in codes}
+    while True:
+        live = [p for p in positions.values() if p >= 0]
+        if not live:
+            return
+        index = min(live)
+        yield index
+        for code, position in positions.items():
+            if position == index:
+                positions[code] = status.find(code, index + 1)
+
+
+def _take_page(
+    candidates: Iterable[int],
+    predicate: Callable[[int], bool] | None,
+    limit: int,
+    fast: Iterator[int] | None,
+) -> tuple[list[int], int | None]:
+    """Up to `limit` matches and, when another match exists, the position to resume from."""
+    if fast is not None:
+        source: Iterable[int] = fast
+    elif predicate is None:
+        if isinstance(candidates, range):
+            chosen = list(candidates[: limit + 1])
+            if len(chosen) > limit:
+                return chosen[:limit], chosen[limit]
+            return chosen, None
+        source = candidates
+    else:
+        source = (i for i in candidates if predicate(i))
+    chosen = []
+    for index in source:
+        if len(chosen) == limit:
+            return chosen, index
+        chosen.append(index)
+    return chosen, None

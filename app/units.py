@@ -1,0 +1,88 @@
+"""Exact conversion between Kalshi's wire numbers and our integer storage units.
+
+DESIGN §4: prices are integers in micro-dollars ("0.5600" -> 560000) and quantities are integers
+in hundredths of a contract ("136.00" -> 13600). Conversion goes through `Decimal` and refuses
+anything it cannot represent exactly; it never passes through float. Legacy integer-cent prices
+and integer contract counts (removed from the API on 2026-03-12) convert too.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MICROS_PER_DOLLAR = 1_000_000
+MICROS_PER_CENT = 10_000
+HUNDREDTHS_PER_CONTRACT = 100
+
+_MICRO = Decimal(MICROS_PER_DOLLAR)
+_HUNDRED = Decimal(HUNDREDTHS_PER_CONTRACT)
+
+
+class UnitError(ValueError):
+    """A wire number that cannot be converted exactly (garbage, NaN, too many decimals)."""
+
+
+def _decimal(value: str | int, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise UnitError(f"{what}: expected a string or integer, got {type(value).__name__}")
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+    except InvalidOperation as exc:
+        raise UnitError(f"{what}: not a number: {value!r}") from exc
+    if not number.is_finite():
+        raise UnitError(f"{what}: not a finite number: {value!r}")
+    return number
+
+
+def _exact_int(number: Decimal, scale: Decimal, what: str, raw: object) -> int:
+    scaled = number * scale
+    if scaled != scaled.to_integral_value():
+        raise UnitError(f"{what}: {raw!r} has more precision than we store")
+    return int(scaled)
+
+
+def dollars_to_micros(value: str | int) -> int:
+    """Parse a fixed-point dollar string ("0.5600", "0.960", "12") into micro-dollars."""
+    return _exact_int(_decimal(value, "price"), _MICRO, "price", value)
+
+
+def count_to_hundredths(value: str | int) -> int:
+    """Parse a fixed-point contract count ("136.00", "-54.00") into hundredths of a contract."""
+    return _exact_int(_decimal(value, "count"), _HUNDRED, "count", value)
+
+
+def cents_to_micros(cents: int) -> int:
+    """Legacy integer-cent price (1..99) to micro-dollars."""
+    if isinstance(cents, bool) or not isinstance(cents, int):
+        raise UnitError(f"legacy cents: expected an integer, got {cents!r}")
+    return cents * MICROS_PER_CENT
+
+
+def contracts_to_hundredths(count: int) -> int:
+    """Legacy integer contract count to hundredths of a contract."""
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise UnitError(f"legacy count: expected an integer, got {count!r}")
+    return count * HUNDREDTHS_PER_CONTRACT
+
+
+def micros_to_dollars(micros: int, places: int = 4) -> str:
+    """Format micro-dollars as the wire's dollar string, with at least `places` decimals.
+
+    More decimals are used when the value needs them, so formatting never rounds.
+    """
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_DOLLAR)
+    digits = f"{frac:06d}".rstrip("0").ljust(places, "0")
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
+def hundredths_to_count(hundredths: int) -> str:
+    """Format hundredths of a contract as the wire's `*_fp` string ("136.00")."""
+    sign = "-" if hundredths < 0 else ""
+    whole, frac = divmod(abs(hundredths), HUNDREDTHS_PER_CONTRACT)
+    return f"{sign}{whole}.{frac:02d}"
+
+
+def micros_to_decimal(micros: int) -> Decimal:
+    """Micro-dollars as an exact `Decimal` number of dollars (for display and views)."""
+    return Decimal(micros) / _MICRO

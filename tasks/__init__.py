@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers that load arguments, call one `app/` function and report."""

@@ -1,0 +1,79 @@
+"""Bad configuration and bad arguments end in one clear error line, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, load_settings
+from tests.conftest import run_cli
+
+
+def _assert_one_clear_error(result, code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_malformed_yaml_is_one_error_line(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("kalshi: [unclosed\n")
+    line = _assert_one_clear_error(run_cli("--config", str(config), "status"), 2)
+    assert "not valid YAML" in line and str(config) in line
+
+
+def test_invalid_value_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("kalshi:\n  tier: gold\n")
+    line = _assert_one_clear_error(run_cli("--config", str(config), "status"), 2)
+    assert "kalshi.tier" in line
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "typo.yaml"
+    config.write_text("simulatr:\n  markets: 3\n")
+    line = _assert_one_clear_error(run_cli("--config", str(config), "status"), 2)
+    assert "simulatr" in line
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    line = _assert_one_clear_error(run_cli("--config", str(tmp_path / "nope.yaml"), "status"), 2)
+    assert "nope.yaml" in line
+
+
+def test_bad_environment_value_is_refused() -> None:
+    result = run_cli("status", KD_SIMULATOR__MARKETS="many")
+    line = _assert_one_clear_error(result, 2)
+    assert "simulator.markets" in line
+
+
+def test_unknown_command_and_bad_option() -> None:
+    _assert_one_clear_error(run_cli("no-such-command"), 2)
+    _assert_one_clear_error(run_cli("up", "--duration", "soon"), 2)
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("kalshi:\n  tier: premier\nsimulator:\n  markets: 5\n")
+    monkeypatch.setenv("KD_SIMULATOR__MARKETS", "9")
+    settings = load_settings(config)
+    assert settings.kalshi.tier == "premier"
+    assert settings.simulator.markets == 9
+
+
+def test_file_that_is_not_a_mapping(tmp_path: Path) -> None:
+    config = tmp_path / "list.yaml"
+    config.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(config)
+
+
+def test_key_path_expands_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KD_KALSHI__PRIVATE_KEY_PATH", "~/k.pem")
+    monkeypatch.setenv("KD_KALSHI__KEY_ID", "abc")
+    settings = load_settings(None)
+    assert settings.kalshi.private_key_path == Path.home() / "k.pem"
+    assert settings.kalshi.has_credentials

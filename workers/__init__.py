@@ -1,0 +1,1 @@
+"""Process entry points (listener, Celery app). Thin: all logic lives in `app/`."""
