@@ -1,0 +1,170 @@
+"""Trade mappers: WebSocket `trade` frames and REST `GET /markets/trades` objects.
+
+The trade key is (`trade_id`, `exchange_ts`) with `exchange_ts` the exchange time *floored to
+the whole second*: every source of the same trade agrees on that second (newest WS `ts_ms`,
+legacy WS `ts` in seconds, REST `created_time` in microseconds), so a trade seen by several
+gatherers, connections or a REST backfill is stored once. The exact millisecond, when the
+source has it, goes to `exchange_ms`. docs/schema.md has the full argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.db.rows import TradeRow
+from app.normalize import fields
+from app.normalize.envelope import EPOCH, ParsedFrame, datetime_from_ns
+from app.normalize.fields import FrameError
+from app.normalize.versions import FormatVersion
+from app.units import MICROS_PER_DOLLAR
+
+_OUTCOME_TO_BOOK = {"yes": "bid", "no": "ask"}
+
+
+def _trade_time(msg: Mapping[str, Any]) -> tuple[datetime, int | None]:
+    """(exchange second, exact Unix ms or None) from `ts_ms`, else the deprecated `ts`."""
+    ms = msg.get("ts_ms")
+    if ms is not None:
+        exact = fields.from_unix_ms(ms, "'ts_ms'")
+        return exact.replace(microsecond=0), int(ms)
+    seconds = msg.get("ts")
+    if seconds is not None:
+        return fields.from_unix_s(seconds, "'ts'"), None
+    raise FrameError("missing 'ts_ms' (or deprecated 'ts')")
+
+
+def _sides(msg: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Taker outcome side (canonical `taker_outcome_side`, else deprecated `taker_side`) and
+    book side (`taker_book_side`, else derived: yes = bid, no = ask)."""
+    outcome = fields.side(msg, "taker_outcome_side", required=False)
+    if outcome is None:
+        outcome = fields.side(msg, "taker_side", required=False)
+    book = fields.book_side(msg, "taker_book_side")
+    if book is None and outcome is not None:
+        book = _OUTCOME_TO_BOOK[outcome]
+    return outcome, book
+
+
+def _row(
+    msg: Mapping[str, Any],
+    *,
+    yes_price: int,
+    no_price: int | None,
+    size: int,
+    exchange_ts: datetime,
+    exchange_ms: int | None,
+    source: str,
+    gatherer: str,
+    connection_id: str,
+    sid: int | None,
+    seq: int | None,
+    received_ns: int,
+    batch_pos: int,
+) -> TradeRow:
+    if not 0 <= yes_price <= MICROS_PER_DOLLAR:
+        raise FrameError(f"yes price {yes_price} micro-dollars outside 0..1 dollar")
+    if size < 0:
+        raise FrameError(f"negative trade size {size}")
+    outcome, book = _sides(msg)
+    return TradeRow(
+        trade_id=fields.required_text(msg, "trade_id"),
+        exchange_ts=exchange_ts,
+        exchange_ms=exchange_ms,
+        market_ticker=fields.required_text(msg, "market_ticker")
+        if "market_ticker" in msg
+        else fields.required_text(msg, "ticker"),
+        yes_price=yes_price,
+        no_price=MICROS_PER_DOLLAR - yes_price if no_price is None else no_price,
+        size=size,
+        taker_side=outcome,
+        taker_book_side=book,
+        is_block_trade=fields.boolean(msg, "is_block_trade"),
+        source=source,
+        gatherer=gatherer,
+        connection_id=connection_id,
+        sid=sid,
+        seq=seq,
+        received_ns=received_ns,
+        received_at=datetime_from_ns(received_ns),
+        batch_pos=batch_pos,
+    )
+
+
+def _ws_row(frame: ParsedFrame, yes_price: int, no_price: int | None, size: int) -> TradeRow:
+    env = frame.envelope
+    exchange_ts, exchange_ms = _trade_time(frame.msg)
+    return _row(
+        frame.msg,
+        yes_price=yes_price,
+        no_price=no_price,
+        size=size,
+        exchange_ts=exchange_ts,
+        exchange_ms=exchange_ms,
+        source="ws",
+        gatherer=env.gatherer,
+        connection_id=env.connection_id,
+        sid=frame.sid,
+        seq=frame.seq,
+        received_ns=env.received_ns,
+        batch_pos=env.batch_pos,
+    )
+
+
+def trade_fixed_point(frame: ParsedFrame) -> TradeRow:
+    """Newest: `yes_price_dollars`, `count_fp`, `ts_ms`; `taker_side` and `ts` deprecated."""
+    msg = frame.msg
+    fields.refuse_legacy_fields(msg, {"yes_price": "yes_price_dollars", "count": "count_fp"})
+    yes_price = fields.dollars(msg, "yes_price_dollars", required=True)
+    count = fields.count(msg, "count_fp", required=True)
+    assert yes_price is not None and count is not None
+    return _ws_row(frame, yes_price, fields.dollars(msg, "no_price_dollars"), count)
+
+
+def trade_legacy(frame: ParsedFrame) -> TradeRow:
+    """Legacy: dollar strings when present, else integer cents; `count_fp` else `count`."""
+    msg = frame.msg
+    yes_price = fields.price_either(msg, "yes_price_dollars", "yes_price", required=True)
+    no_price = fields.price_either(msg, "no_price_dollars", "no_price", required=False)
+    count = fields.count_either(msg, "count_fp", "count", required=True)
+    assert yes_price is not None and count is not None
+    return _ws_row(frame, yes_price, no_price, count)
+
+
+TRADE = {FormatVersion.LEGACY: trade_legacy, FormatVersion.FIXED_POINT: trade_fixed_point}
+
+
+def rest_trade_row(
+    trade: Mapping[str, Any],
+    *,
+    gatherer: str,
+    received_ns: int,
+    batch_pos: int,
+    connection_id: str = "rest",
+) -> TradeRow:
+    """A REST trade object (kalshi-api.md §1.8) as a row with the same key a WS copy gets.
+
+    `created_time` (RFC 3339, microseconds) is floored to the second for `exchange_ts` and to
+    the millisecond for `exchange_ms`. Raises `FrameError` with a reason for malformed input.
+    """
+    created = fields.from_rfc3339(trade.get("created_time"), "'created_time'")
+    exchange_ms = (created - EPOCH) // timedelta(milliseconds=1)
+    yes_price = fields.dollars(trade, "yes_price_dollars", required=True)
+    count = fields.count(trade, "count_fp", required=True)
+    assert yes_price is not None and count is not None
+    return _row(
+        trade,
+        yes_price=yes_price,
+        no_price=fields.dollars(trade, "no_price_dollars"),
+        size=count,
+        exchange_ts=created.replace(microsecond=0),
+        exchange_ms=exchange_ms,
+        source="rest",
+        gatherer=gatherer,
+        connection_id=connection_id,
+        sid=None,
+        seq=None,
+        received_ns=received_ns,
+        batch_pos=batch_pos,
+    )
