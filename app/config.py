@@ -123,6 +123,71 @@ class RegistrySettings(_Section):
     )
 
 
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+FsyncPolicy = Literal["always", "interval", "never"]
+
+
+class StreamSettings(_Section):
+    """Redis Streams: batching, backpressure, journal, drains (docs/streams.md)."""
+
+    # -- layout --------------------------------------------------------------------------------
+    book_partitions: int = Field(8, ge=1, le=4096, description="book streams per gatherer")
+    group: str = Field("writers", min_length=1, description="consumer group of the ingest side")
+
+    # -- batching (listener) -------------------------------------------------------------------
+    batch_frames: int = Field(500, ge=1, description="seal a stream's batch at this many frames")
+    batch_interval_ms: float = Field(50.0, gt=0, description="...or this long after its 1st frame")
+    max_buffered_bytes: int = Field(
+        64 * MIB, ge=64 * 1024, description="memory bound of all unsent batches; beyond, spill"
+    )
+    max_call_batches: int = Field(64, ge=1, description="batches per XADD script call")
+    max_call_bytes: int = Field(8 * MIB, ge=1024, description="bytes per XADD script call")
+    redis_timeout_s: float = Field(5.0, gt=0, description="a Redis call slower than this fails")
+
+    # -- backpressure (listener) ---------------------------------------------------------------
+    high_water_entries: int = Field(
+        20_000, ge=0, description="spill when a stream holds this many entries (0 = off)"
+    )
+    high_water_memory_bytes: int = Field(
+        2 * GIB, ge=0, description="spill when Redis used_memory passes this (0 = off)"
+    )
+    low_water_ratio: float = Field(
+        0.8, gt=0, le=1, description="replay resumes below ratio x high-water (hysteresis)"
+    )
+    memory_check_interval_s: float = Field(1.0, gt=0)
+    recovery_probe_min_s: float = Field(0.1, gt=0, description="first retry after a failure")
+    recovery_probe_max_s: float = Field(5.0, gt=0, description="retry backoff cap")
+    publisher_key_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="life of the per-publisher dedup key in Redis"
+    )
+
+    # -- journal (listener) --------------------------------------------------------------------
+    journal_dir: Path = Field(Path("var/journal"), description="base directory of spill journals")
+    journal_segment_bytes: int = Field(64 * MIB, ge=4096)
+    journal_max_bytes: int = Field(8 * GIB, ge=4096, description="disk bound of one journal")
+    journal_fsync: FsyncPolicy = "interval"
+    journal_fsync_interval_s: float = Field(1.0, gt=0)
+
+    # -- drains (ingest) -----------------------------------------------------------------------
+    drain_budget_s: float = Field(5.0, gt=0, description="one drain run stops after this long")
+    drain_count: int = Field(10, ge=1, description="entries (batches) per handler transaction")
+    min_idle_ms: int = Field(60_000, ge=0, description="reclaim pending entries idle this long")
+    max_deliveries: int = Field(5, ge=1, description="dead-letter an entry delivered more often")
+    janitor_idle_ms: int = Field(3_600_000, ge=0, description="delete idle empty consumers")
+    trim_retain_ms: int = Field(0, ge=0, description="also keep acked entries this young")
+    trim_approximate: bool = Field(True, description="XTRIM MINID ~ (whole nodes only)")
+
+    @property
+    def low_water_entries(self) -> int:
+        return int(self.high_water_entries * self.low_water_ratio)
+
+    @property
+    def low_water_memory_bytes(self) -> int:
+        return int(self.high_water_memory_bytes * self.low_water_ratio)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -141,6 +206,7 @@ class Settings(BaseSettings):
     kalshi: KalshiSettings = KalshiSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     registry: RegistrySettings = RegistrySettings()
+    streams: StreamSettings = StreamSettings()
     logging: LoggingSettings = LoggingSettings()
 
 
