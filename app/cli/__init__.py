@@ -15,6 +15,7 @@ from app.cli import registry as _registry  # noqa: F401
 from app.cli import sim as _sim  # noqa: F401  (registers `sim`)
 from app.cli import status as _status  # noqa: F401  (registers `status`)
 from app.cli import up as _up  # noqa: F401  (registers `up`)
+from app.cli import verify as _verify  # noqa: F401
 from app.cli.errors import run_guarded
 from app.cli.group import cli
 

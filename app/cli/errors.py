@@ -16,9 +16,10 @@ EXIT_USAGE = 2
 class UserFacingError(Exception):
     """An error whose message is already written for the person at the terminal."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 1) -> None:
         super().__init__(message)
         self.hint = hint
+        self.exit_code = exit_code
 
 
 def _hint_for(exc: BaseException) -> str | None:
@@ -55,6 +56,8 @@ def run_guarded(command: click.Command, argv: list[str] | None) -> int:
         return fail(exc.format_message(), hint, EXIT_USAGE)
     except (ConfigError, KalshiError, UserFacingError, OSError) as exc:
         code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_RUNTIME
+        if isinstance(exc, UserFacingError):
+            code = exc.exit_code
         return fail(str(exc), _hint_for(exc), code)
     except KeyboardInterrupt:
         print(file=sys.stderr)

@@ -1,0 +1,99 @@
+"""The outcome of a verification and its two renderings (text table, JSON document)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.units import hundredths_to_count, micros_to_dollars
+from app.verify.compare import BookDifference, TableResult
+
+COLUMNS = ("expected", "found", "missing", "duplicated", "mismatched", "unexpected")
+
+
+@dataclass
+class Report:
+    truth: str
+    database: str
+    gatherer: str | None
+    frames_sent: int
+    tables: list[TableResult]
+    books_checked: int = 0
+    book_differences: list[BookDifference] = field(default_factory=list)  # first 1000
+    book_differences_total: int = 0
+    partitions: int = 1
+
+    @property
+    def exact(self) -> bool:
+        return all(t.exact for t in self.tables) and not (
+            self.book_differences or self.book_differences_total
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "truth": self.truth,
+            "database": self.database,
+            "gatherer": self.gatherer,
+            "frames_sent": self.frames_sent,
+            "exact": self.exact,
+            "tables": {t.table: t.as_dict() for t in self.tables},
+            "books": {
+                "checked": self.books_checked,
+                "differing": max(self.book_differences_total, len(self.book_differences)),
+                "differences": [d.as_dict() for d in self.book_differences],
+            },
+        }
+
+
+def _size(value: int | None) -> str:
+    return "absent" if value is None else hundredths_to_count(value)
+
+
+def describe_book_difference(diff: BookDifference) -> str:
+    if diff.side is None or diff.price is None:
+        return f"{diff.ticker}: {diff.reason}"
+    return (
+        f"{diff.ticker}: {diff.side} bid {micros_to_dollars(diff.price)}: exchange "
+        f"{_size(diff.expected_size)}, database {_size(diff.found_size)}"
+    )
+
+
+def render_text(report: Report, max_examples: int) -> list[str]:
+    who = f"gatherer {report.gatherer}" if report.gatherer else "all gatherers"
+    lines = [
+        f"truth {report.truth} ({report.frames_sent} text frames sent)",
+        f"database {report.database} ({who})",
+        "",
+        f"{'table':<22}" + "".join(f"{c:>12}" for c in COLUMNS),
+    ]
+    for table in report.tables:
+        counts = (
+            table.expected,
+            table.found,
+            table.missing,
+            table.duplicated,
+            table.mismatched,
+            table.unexpected,
+        )
+        mark = "" if table.exact else "   <-"
+        lines.append(f"{table.table:<22}" + "".join(f"{n:>12}" for n in counts) + mark)
+    lines.append("")
+    lines.append(
+        f"final books: {report.books_checked} markets checked, "
+        f"{max(report.book_differences_total, len(report.book_differences))} differ"
+    )
+    lines.extend(f"  {describe_book_difference(d)}" for d in report.book_differences)
+    examples = [(t.table, e) for t in report.tables for e in t.examples]
+    if examples and max_examples:
+        lines.append("")
+        lines.append("example discrepancies:")
+        for name, example in examples:
+            times = f" x{example.count}" if example.count > 1 else ""
+            lines.append(f"  {name} {example.kind}{times}: {example.identity}")
+            if example.expected is not None:
+                lines.append(f"      sent:   {example.expected}")
+            if example.found is not None:
+                lines.append(f"      stored: {example.found}")
+    lines.append("")
+    lines.append("result: EXACT" if report.exact else "result: NOT EXACT")
+    return lines

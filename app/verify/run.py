@@ -1,0 +1,135 @@
+"""`verify_capture`: compare a captured database with the simulator's ground truth.
+
+Orchestration only: stream the truth's frames and the database's tables into partitioned
+record files (`app.verify.spill`), compare partition by partition (`app.verify.compare`), then
+compare every `orderbook_delta` market's final book (`app.book.book_at` against the exchange's
+final book). Reads the database in one read-only transaction; writes nothing there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.book import BookUnavailable, book_at
+from app.db.engine import connect, describe_url
+from app.simulator.recorder import FRAMES_FILE
+from app.verify.compare import BookDifference, TableResult, compare_records, first_book_difference
+from app.verify.database import database_records
+from app.verify.records import RULE_BY_TABLE, TABLES
+from app.verify.report import Report
+from app.verify.spill import Spill
+from app.verify.truth import TruthScan, final_books, open_truth
+
+# Bytes of frames.tsv per partition: peak memory is roughly 3-4x this (records of one partition
+# of both sides, as Python strings in counters).
+PARTITION_BYTES = 32 * 1024 * 1024
+MAX_LISTED_BOOKS = 1000
+
+
+class VerifyInputError(Exception):
+    """The database cannot be verified (e.g. it has not been migrated)."""
+
+
+def _check_tables(conn: Any) -> None:
+    with conn.cursor() as cur:
+        missing = []
+        for table in TABLES:
+            cur.execute("SELECT to_regclass(%s)", (table,))
+            if cur.fetchone()[0] is None:
+                missing.append(table)
+    if missing:
+        raise VerifyInputError(f"the database has no table {', '.join(missing)}; is it migrated?")
+
+
+def _partitions(truth: Path, partition_bytes: int) -> int:
+    size = (truth / FRAMES_FILE).stat().st_size
+    return max(1, math.ceil(size / max(1, partition_bytes)))
+
+
+def _compare_tables(spill: Spill, max_examples: int) -> list[TableResult]:
+    totals = {table: TableResult(table) for table in TABLES}
+    for partition in spill.partitions_of():
+        expected = spill.read("expected", partition)
+        found = spill.read("found", partition)
+        for table in TABLES:
+            rule = RULE_BY_TABLE[table]
+            part = compare_records(
+                table,
+                expected.get(table, ()),
+                found.get(table, ()),
+                collapse_expected=rule.collapse_expected,
+                max_examples=max_examples,
+            )
+            totals[table].merge(part, max_examples)
+        del expected, found
+    return [totals[table] for table in TABLES]
+
+
+def _compare_books(
+    conn: Any, truth: Path, scan: TruthScan, gatherer: str | None, at: datetime
+) -> tuple[int, list[BookDifference]]:
+    checked = 0
+    differences: list[BookDifference] = []
+    for ticker, expected in final_books(truth, scan.meta, scan.book_markets):
+        checked += 1
+        try:
+            result = book_at(conn, ticker, at, gatherer=gatherer)
+        except BookUnavailable as exc:
+            differences.append(
+                BookDifference(ticker, None, None, None, None, f"no book in the database ({exc})")
+            )
+            continue
+        found = {"yes": result.book.yes, "no": result.book.no}
+        difference = first_book_difference(ticker, expected, found)
+        if difference is not None:
+            differences.append(difference)
+    return checked, differences
+
+
+def verify_capture(
+    truth_dir: Path | str,
+    database_url: str,
+    *,
+    gatherer: str | None = None,
+    connections: Collection[int] | None = None,
+    max_examples: int = 5,
+    partition_bytes: int = PARTITION_BYTES,
+) -> Report:
+    """Compare the database at `database_url` with the truth in `truth_dir`.
+
+    `gatherer` restricts the database side to one gatherer's rows; `connections` restricts the
+    truth side to those simulator connection ids (when several gatherers shared a simulator).
+    Raises `app.simulator.truth.TruthError` (unreadable truth),
+    `app.db.engine.DatabaseUnavailable` (unreachable database), `VerifyInputError`.
+    """
+    truth = Path(truth_dir)
+    meta = open_truth(truth)
+    conn = connect(database_url)
+    try:
+        conn.set_session(readonly=True)
+        _check_tables(conn)
+        scan = TruthScan(truth, meta, connections)
+        partitions = _partitions(truth, partition_bytes)
+        with Spill(partitions) as spill:
+            spill.write("expected", scan.records())
+            spill.write("found", database_records(conn, TABLES, gatherer))
+            tables = _compare_tables(spill, max_examples)
+        checked, differences = _compare_books(conn, truth, scan, gatherer, datetime.now(UTC))
+    finally:
+        conn.rollback()
+        conn.close()
+    return Report(
+        truth=str(truth),
+        database=describe_url(database_url),
+        gatherer=gatherer,
+        frames_sent=scan.frames,
+        tables=tables,
+        books_checked=checked,
+        book_differences=sorted(differences, key=lambda d: d.ticker)[:MAX_LISTED_BOOKS],
+        book_differences_total=len(differences),
+        partitions=partitions,
+    )

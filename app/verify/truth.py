@@ -1,0 +1,182 @@
+"""The expected side: records of every frame the simulator sent, and the exchange's final books.
+
+Streams `frames.tsv` (never `load_truth`, which holds every frame in memory) and normalizes each
+text frame exactly as the listener's ingest does (`app.normalize.normalize_frame`), so expected
+rows are what a perfect capture would store. Frames the simulator never sent (a `skip_seq`
+fault's frame lives only in `faults.jsonl`) are not in `frames.tsv` and so are never expected.
+Memory: one frame at a time, plus the last seq per (connection, sid) and the set of markets
+subscribed to `orderbook_delta`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from app.db.rows import OrderbookDeltaRow, OrderbookSnapshotRow, TradeRow
+from app.normalize import FormatVersion, FrameEnvelope, normalize_frame
+from app.simulator.recorder import CONNECTIONS_FILE, EXCHANGE_FILE, FRAMES_FILE, STATE_FILE
+from app.simulator.truth import Truth, TruthError, TruthMeta, catalog_for, iter_frames, read_meta
+from app.verify.compare import Book
+from app.verify.records import gap_record, record_for, session_record
+from app.verify.spill import Tagged
+
+_SEQUENCED = (OrderbookSnapshotRow, OrderbookDeltaRow, TradeRow)
+_TRUTH_GATHERER = "truth"
+
+
+def open_truth(directory: Path) -> TruthMeta:
+    """Check that `directory` is a readable truth; raises `TruthError` otherwise."""
+    if not directory.is_dir():
+        raise TruthError(f"truth directory {directory} does not exist")
+    meta = read_meta(directory)
+    if not (directory / FRAMES_FILE).exists():
+        raise TruthError(f"{directory} has no {FRAMES_FILE} (was the simulator run with --truth?)")
+    return meta
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.endswith(b"\n"):
+                yield line[:-1]
+
+
+@dataclass
+class TruthScan:
+    """One streaming pass over the sent frames. After `records()` is exhausted,
+    `book_markets` holds every market that got an `orderbook_snapshot`."""
+
+    directory: Path
+    meta: TruthMeta
+    connections: Collection[int] | None = None
+    book_markets: set[str] = field(default_factory=set)
+    frames: int = 0
+
+    def _version(self) -> FormatVersion | None:
+        # Legacy-format runs are declared legacy (as the listener is configured for them);
+        # otherwise the mapper is chosen by capture time, as ingest does.
+        return FormatVersion.LEGACY if self.meta.format == "legacy" else None
+
+    def records(self) -> Iterator[Tagged]:
+        version = self._version()
+        last_seq: dict[tuple[int, int], int] = {}
+        for frame in iter_frames(self.directory):
+            if frame.kind != "text":
+                continue
+            if self.connections is not None and frame.conn not in self.connections:
+                continue
+            self.frames += 1
+            envelope = FrameEnvelope(
+                received_ns=frame.send_ns,
+                connection_id=f"sim-{frame.conn}",
+                batch_pos=0,
+                gatherer=_TRUTH_GATHERER,
+            )
+            result = normalize_frame(frame.text, envelope, version=version)
+            tagged = record_for(result.raw_frame)
+            if tagged is not None:
+                yield tagged
+            if result.dead_letter is not None:
+                tagged = record_for(result.dead_letter)
+                if tagged is not None:
+                    yield tagged
+            for row in result.rows:
+                if isinstance(row, _SEQUENCED) and row.sid is not None and row.seq is not None:
+                    key = (frame.conn, row.sid)
+                    previous = last_seq.get(key)
+                    if previous is not None and row.seq <= previous:
+                        continue  # the same exchange message again (repeat fault)
+                    last_seq[key] = row.seq
+                    if previous is not None and row.seq > previous + 1:
+                        yield "sequence_gaps", gap_record(row.sid, previous + 1, row.seq)
+                if isinstance(row, OrderbookSnapshotRow):
+                    self.book_markets.add(row.market_ticker)
+                tagged = record_for(row)
+                if tagged is not None:
+                    yield tagged
+        for line in _lines(self.directory / CONNECTIONS_FILE):
+            event = orjson.loads(line)
+            if event.get("event") != "open":
+                continue
+            if self.connections is not None and event["conn"] not in self.connections:
+                continue
+            yield "connection_sessions", session_record()
+
+
+def _exchange_truth(directory: Path, meta: TruthMeta) -> Truth:
+    """A `Truth` holding only what `initial_book` needs (no frames, no exchange log)."""
+    return Truth(
+        directory=directory,
+        meta=meta,
+        catalog=catalog_for(meta),
+        book_changes=[],
+        trades=[],
+        lifecycle=[],
+        closes=[],
+        events_created=[],
+        frames={},
+        connections={},
+        faults=[],
+        final=None,
+        market_count=sys.maxsize,
+    )
+
+
+def final_books(
+    directory: Path, meta: TruthMeta, tickers: Collection[str]
+) -> Iterator[tuple[str, Book]]:
+    """(ticker, book at the end of the run) for each of `tickers` the exchange knew.
+
+    From `state.jsonl` (written at shutdown), one market at a time. Without it (a simulator
+    that was killed), the exchange log is replayed, holding the books of `tickers` in memory.
+    """
+    truth = _exchange_truth(directory, meta)
+    state = directory / STATE_FILE
+    if state.exists():
+        for line in _lines(state):
+            record = orjson.loads(line)
+            if record.get("kind") != "market" or record["ticker"] not in tickers:
+                continue
+            book = record["book"]
+            if book is None:
+                yield record["ticker"], truth.initial_book(record["ticker"])
+            else:
+                yield (
+                    record["ticker"],
+                    {
+                        "yes": {p: s for p, s in book["yes"]},
+                        "no": {p: s for p, s in book["no"]},
+                    },
+                )
+        return
+    books: dict[str, dict[str, dict[int, int]]] = {}
+    for line in _lines(directory / EXCHANGE_FILE):
+        record = orjson.loads(line)
+        if record.get("kind") != "delta" or record["ticker"] not in tickers:
+            continue
+        ticker = record["ticker"]
+        book = books.get(ticker)
+        if book is None:
+            book = books[ticker] = truth.initial_book(ticker)
+        if record["size"]:
+            book[record["side"]][record["price"]] = record["size"]
+        else:
+            book[record["side"]].pop(record["price"], None)
+    for ticker in sorted(tickers):
+        if ticker in books:
+            yield ticker, books[ticker]
+        else:
+            try:
+                yield ticker, truth.initial_book(ticker)
+            except KeyError:
+                continue
+
+
+__all__ = ["TruthError", "TruthScan", "final_books", "open_truth"]
