@@ -1,0 +1,201 @@
+"""The batch handler of the ingest path: stream entries -> normalized rows -> one transaction.
+
+`write_entries` is what a drain hands every batch of entries to (DESIGN §3): each frame of each
+entry is normalized (`app.normalize`), every resulting row (the raw frame always, typed rows for
+data frames, a dead letter with the raw bytes and the reason for a frame that cannot be
+normalized) is written with `app.db.copy.write_rows`, and the transaction commits once for the
+whole batch. The drain acknowledges the entries only after this returns, so a crash anywhere
+before the commit leaves them pending, and a crash between the commit and the XACK replays
+them: the writes are idempotent (the tables' unique keys plus `ON CONFLICT DO NOTHING`), so the
+replay inserts nothing new.
+
+`write_dead_letter_entries` copies entries of the dead-letter *stream* (whole entries the drain
+gave up on: corrupt envelopes, poison batches) into the `dead_letters` table, with the same
+one-transaction rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg2
+import redis
+
+from app.config import RegistrySettings
+from app.db.copy import write_rows
+from app.db.rows import DeadLetterRow, LifecycleEventRow, Row
+from app.logs import log_event
+from app.normalize import FormatVersion, FrameEnvelope, datetime_from_ns, normalize_frame
+from app.registry import ChangeFeed, LifecycleEvent, apply_lifecycle_events
+from app.streams import DeadLetter, EnvelopeError, decode_entry, parse_dead_letter
+from app.streams.drain import Entry
+
+log = logging.getLogger(__name__)
+
+# `dead_letters.stage` of rows copied from the dead-letter stream.
+STAGE_ENVELOPE = "envelope"  # the entry itself did not decode (corrupt, unknown version)
+STAGE_DRAIN = "drain"  # the entry decoded but its batch kept failing (poison)
+
+
+def entry_rows(
+    entries: Iterable[Entry],
+    *,
+    gatherer: str,
+    stream: str,
+    version: FormatVersion | None = None,
+) -> list[Row]:
+    """Every row of `entries`, in order: per frame its raw frame, typed rows, dead letter.
+
+    The batch position is the frame's index within its entry, so (connection id, receive ns,
+    position) is stable across redeliveries of the same entry. `version` None selects each
+    frame's mapper by capture time (docs/normalize.md).
+    """
+    rows: list[Row] = []
+    for entry in entries:
+        for pos, frame in enumerate(entry.frames):
+            envelope = FrameEnvelope(
+                received_ns=frame.recv_ns,
+                connection_id=frame.conn_id,
+                batch_pos=pos,
+                gatherer=gatherer,
+                sid=frame.sid,
+                seq=frame.seq,
+                gap=frame.gap,
+                stream=stream,
+                entry_id=entry.id,
+            )
+            rows.extend(normalize_frame(frame.raw, envelope, version=version).all_rows())
+    return rows
+
+
+def rollback(conn: Any) -> None:
+    """Roll back after a failed write; a connection that cannot even do that is closed (the
+    runner then opens a new one). A lost connection has nothing to roll back."""
+    if conn.closed:
+        return
+    try:
+        conn.rollback()
+    except psycopg2.Error:
+        conn.close()
+
+
+def commit_rows(conn: Any, rows: Sequence[Row]) -> dict[str, int]:
+    """`write_rows` in one transaction and commit; roll back (and re-raise) on any error."""
+    try:
+        counts = write_rows(conn, rows)
+        conn.commit()
+    except BaseException:
+        rollback(conn)
+        raise
+    return counts
+
+
+def write_entries(
+    conn: Any,
+    entries: Sequence[Entry],
+    *,
+    gatherer: str,
+    stream: str,
+    version: FormatVersion | None = None,
+    registry: RegistrySettings | None = None,
+    feed: ChangeFeed | None = None,
+) -> dict[str, int]:
+    """Normalize and write `entries` in one transaction, commit; returns new rows per table.
+
+    With `registry`, market lifecycle rows are also applied to the market registry in the same
+    transaction (`apply_lifecycle_events`, no REST fetch: the periodic reconcile completes
+    what the event lacks), and after the commit the subscription changes go to `feed`.
+    """
+    rows = entry_rows(entries, gatherer=gatherer, stream=stream, version=version)
+    if registry is None:
+        return commit_rows(conn, rows)
+    events = [
+        event
+        for row in rows
+        if isinstance(row, LifecycleEventRow) and (event := LifecycleEvent.from_row(row))
+    ]
+    try:
+        counts = write_rows(conn, rows)
+        report = apply_lifecycle_events(conn, events, settings=registry) if events else None
+        conn.commit()
+    except BaseException:
+        rollback(conn)
+        raise
+    if report is not None:
+        counts["registry_status_changes"] = report.status_changes
+        if feed is not None and (report.added or report.removed):
+            try:
+                feed.publish(report.added, report.removed)
+            except redis.RedisError as exc:
+                # committed already; `ChangeFeed.refresh` (beat) publishes the difference later
+                log_event(log, "ingest.feed_publish_failed", logging.WARNING, error=str(exc))
+    return counts
+
+
+def dead_letter_rows(letter: DeadLetter, *, gatherer: str, dead_stream: str) -> list[DeadLetterRow]:
+    """`dead_letters` rows for one entry of the dead-letter stream.
+
+    An entry whose envelope still decodes (a poison batch) gives one row per frame, keyed like
+    the frame itself would be. One that does not decode gives a single row keyed by the source
+    entry (`connection_id` = "<stream>/<entry id>", `received_ns` = when it was dead-lettered,
+    position 0) holding the envelope's binary `d` field (or, without one, every field as
+    `name=value` lines). Both keys are fixed once the dead letter exists, so copying the same
+    dead letter twice inserts one row.
+    """
+    reason = f"{letter.reason} (deliveries {letter.deliveries}, consumer {letter.consumer})"
+    try:
+        frames = decode_entry(letter.fields)
+    except EnvelopeError:
+        frames = None
+    if frames:
+        return [
+            DeadLetterRow(
+                gatherer=gatherer,
+                connection_id=frame.conn_id,
+                received_ns=frame.recv_ns,
+                received_at=datetime_from_ns(frame.recv_ns),
+                batch_pos=pos,
+                sid=frame.sid,
+                seq=frame.seq,
+                msg_type=None,
+                stage=STAGE_DRAIN,
+                reason=reason,
+                stream=letter.source_stream,
+                entry_id=letter.source_id,
+                raw=frame.raw,
+            )
+            for pos, frame in enumerate(frames)
+        ]
+    raw = letter.fields.get(b"d")
+    if raw is None:
+        raw = b"\n".join(name + b"=" + value for name, value in sorted(letter.fields.items()))
+    return [
+        DeadLetterRow(
+            gatherer=gatherer,
+            connection_id=f"{letter.source_stream or dead_stream}/{letter.source_id}",
+            received_ns=letter.at_ns,
+            received_at=datetime_from_ns(letter.at_ns),
+            batch_pos=0,
+            sid=None,
+            seq=None,
+            msg_type=None,
+            stage=STAGE_ENVELOPE if frames is None else STAGE_DRAIN,
+            reason=reason,
+            stream=letter.source_stream,
+            entry_id=letter.source_id,
+            raw=raw,
+        )
+    ]
+
+
+def write_dead_letter_entries(
+    conn: Any, entries: Sequence[Entry], *, gatherer: str, dead_stream: str
+) -> dict[str, int]:
+    """Copy entries of the dead-letter stream into `dead_letters`, one transaction, commit."""
+    rows: list[Row] = []
+    for entry in entries:
+        letter = parse_dead_letter(entry.fields)
+        rows.extend(dead_letter_rows(letter, gatherer=gatherer, dead_stream=dead_stream))
+    return commit_rows(conn, rows)

@@ -1,0 +1,106 @@
+"""The Celery app of a gatherer host: ingest drains and maintenance jobs (DESIGN §2, §3, §6).
+
+    celery -A workers.celery_app worker -Q ingest -c 2      # drains
+    celery -A workers.celery_app worker -Q jobs -c 1        # maintenance
+    celery -A workers.celery_app beat -s var/celerybeat-schedule
+
+Settings are read once, at import, with `load_settings(KD_CONFIG)` (YAML file named by the
+`KD_CONFIG` environment variable, overridden by `KD_*` variables). The broker is the gatherer's
+Redis (`redis_url`) unless `KD_CELERY_BROKER_URL` names another; every broker key is prefixed
+`kd:{gatherer}:celery:` so the broker shares the streams' Redis database without touching a
+stream key, and two gatherers on one Redis do not share queues. docs/ingest.md explains the
+choices; the Celery message is only a trigger, the streams' pending lists carry delivery.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_shutdown
+
+from app.config import load_settings
+from app.ingest import close_all, stream_names
+
+settings = load_settings(os.environ.get("KD_CONFIG") or None)
+names = stream_names(settings)
+
+# A drain stops itself after `drain_budget_s`; the soft limit only catches a stuck database.
+DRAIN_SOFT_LIMIT_S = settings.streams.drain_budget_s + 30
+DRAIN_HARD_LIMIT_S = DRAIN_SOFT_LIMIT_S + 30
+JOB_SOFT_LIMIT_S = 300
+JOB_HARD_LIMIT_S = 360
+
+DRAIN_EVERY_S = 1.0
+DEAD_LETTERS_EVERY_S = 10.0
+TRIM_EVERY_S = 60.0
+REAP_EVERY_S = 600.0
+PARTITIONS_EVERY_S = 3600.0
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    """One drain per data stream every second, the dead letters every 10 s, the jobs."""
+    schedule: dict[str, dict[str, Any]] = {
+        f"drain {stream}": {
+            "task": "kd.ingest.drain",
+            "schedule": DRAIN_EVERY_S,
+            "args": (stream,),
+            "options": {"queue": "ingest", "expires": 5},
+        }
+        for stream in names.data_streams
+    }
+    schedule[f"drain {names.dead}"] = {
+        "task": "kd.ingest.drain",
+        "schedule": DEAD_LETTERS_EVERY_S,
+        "args": (names.dead,),
+        "options": {"queue": "ingest", "expires": 5},
+    }
+    for name, task, every in (
+        ("trim streams", "kd.maintenance.trim_streams", TRIM_EVERY_S),
+        ("reap idle consumers", "kd.maintenance.reap_consumers", REAP_EVERY_S),
+        ("ensure partitions", "kd.maintenance.ensure_partitions", PARTITIONS_EVERY_S),
+        ("reconcile registry", "kd.registry.reconcile", settings.registry.reconcile_interval_s),
+        (
+            "refresh subscriptions",
+            "kd.registry.refresh_subscriptions",
+            settings.registry.subscription_refresh_s,
+        ),
+    ):
+        schedule[name] = {
+            "task": task,
+            "schedule": every,
+            "options": {"queue": "jobs", "expires": every / 2},
+        }
+    return schedule
+
+
+app = Celery("kalshi_data", include=["tasks.ingest", "tasks.maintenance"])
+app.conf.update(
+    broker_url=os.environ.get("KD_CELERY_BROKER_URL") or settings.redis_url,
+    broker_transport_options={
+        "global_keyprefix": f"kd:{settings.gatherer}:celery:",
+        "visibility_timeout": 3600,
+    },
+    broker_connection_retry_on_startup=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=False,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    task_default_queue="jobs",
+    task_routes={
+        "kd.ingest.*": {"queue": "ingest"},
+        "kd.maintenance.*": {"queue": "jobs"},
+        "kd.registry.*": {"queue": "jobs"},
+    },
+    task_serializer="json",
+    accept_content=["json"],
+    timezone="UTC",
+    enable_utc=True,
+    beat_schedule=beat_schedule(),
+)
+
+
+@worker_process_shutdown.connect
+def _close_connections(**_: Any) -> None:
+    close_all()
