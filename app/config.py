@@ -188,6 +188,63 @@ class StreamSettings(_Section):
         return int(self.high_water_memory_bytes * self.low_water_ratio)
 
 
+DEFAULT_GLOBAL_CONNECTIONS: tuple[tuple[str, ...], ...] = (
+    ("trade",),
+    ("ticker",),
+    ("market_lifecycle_v2",),
+)
+
+
+class ListenerSettings(_Section):
+    """How the listener spreads subscriptions over connections and keeps them alive."""
+
+    ws_url: str | None = Field(None, description="WebSocket URL; None = kalshi.ws_url")
+    rest_url: str | None = Field(None, description="REST URL for the fallback market list")
+    markets_per_connection: int = Field(
+        250, ge=1, le=500_000, description="orderbook markets per connection [CM-2, CM-19]"
+    )
+    global_connections: tuple[tuple[str, ...], ...] = Field(
+        DEFAULT_GLOBAL_CONNECTIONS,
+        description="one connection per entry, subscribing these channels for all markets "
+        "[CM-1]; a firehose (ticker) cannot starve lifecycle with error 25",
+    )
+    command_batch: int = Field(
+        500, ge=1, description="tickers per subscribe / update_subscription command [CM-4]"
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="upgrade timeout [CM-9, CM-13]")
+    reply_timeout_s: float = Field(10.0, gt=0, description="command reply timeout [CM-7]")
+    ping_interval_s: float | None = Field(
+        20.0, gt=0, description="client pings; no pong within this closes the socket [CM-14]"
+    )
+    staleness_timeout_s: float = Field(
+        30.0, gt=0, description="no frame for this long -> probe, then reconnect [CM-14]"
+    )
+    backoff_base_s: float = Field(1.0, gt=0, description="first reconnect delay [CM-16]")
+    backoff_max_s: float = Field(60.0, gt=0, description="reconnect delay cap [CM-16]")
+    healthy_after_s: float = Field(
+        10.0, ge=0, description="a session this long resets the backoff to its base [CM-16]"
+    )
+    registry_block_ms: int = Field(1000, ge=1, description="change-feed read wait")
+    use_rest_fallback: bool = Field(
+        True, description="registry set empty -> subscribe REST `status=open` markets"
+    )
+    journal_subdir: str = Field(
+        "listener-{gatherer}", description="journal directory under streams.journal_dir"
+    )
+    stats_log_interval_s: float = Field(30.0, gt=0, description="cadence of listener_stats logs")
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="publisher flush bound on exit")
+
+    @field_validator("global_connections")
+    @classmethod
+    def _non_empty_groups(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        for group in value:
+            if not group:
+                raise ValueError("each global connection needs at least one channel")
+            if "orderbook_delta" in group:
+                raise ValueError("orderbook_delta needs tickers; it is sharded, not global")
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -207,6 +264,7 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     registry: RegistrySettings = RegistrySettings()
     streams: StreamSettings = StreamSettings()
+    listener: ListenerSettings = ListenerSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

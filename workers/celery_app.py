@@ -48,7 +48,7 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "args": (stream,),
             "options": {"queue": "ingest", "expires": 5},
         }
-        for stream in names.data_streams
+        for stream in (*names.data_streams, names.control)
     }
     schedule[f"drain {names.dead}"] = {
         "task": "kd.ingest.drain",

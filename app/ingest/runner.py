@@ -22,6 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import Settings
 from app.db.engine import DatabaseUnavailable, connect
+from app.ingest.control_records import write_control_entries
 from app.ingest.handler import write_dead_letter_entries, write_entries
 from app.logs import log_event
 from app.normalize import FormatVersion
@@ -136,8 +137,10 @@ class IngestRun:
 def run_drain(settings: Settings, stream: str, *, budget_s: float | None = None) -> IngestRun:
     """Drain one stream of this gatherer into the database (one Celery drain task run).
 
-    Data streams go through `write_entries`; the dead-letter stream `kd:{g}:dead` is copied into
-    the `dead_letters` table. Any other name raises ValueError (a task for another gatherer).
+    Data streams go through `write_entries`; the listener's control stream `kd:{g}:control`
+    becomes `sequence_gaps` / `connection_sessions` rows; the dead-letter stream `kd:{g}:dead`
+    is copied into the `dead_letters` table. Any other name raises ValueError (a task for
+    another gatherer).
     """
     names = stream_names(settings)
     cfg = settings.streams
@@ -158,6 +161,9 @@ def run_drain(settings: Settings, stream: str, *, budget_s: float | None = None)
             "max_deliveries": None,
             "dead_stream": dead_stream_for(stream),
         }
+    elif stream == names.control:
+        writer = partial(write_control_entries, gatherer=settings.gatherer, stream=stream)
+        options = {"max_deliveries": cfg.max_deliveries, "dead_stream": names.dead}
     elif stream in names.data_streams:
         lifecycle = stream == names.lifecycle
         writer = partial(

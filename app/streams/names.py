@@ -64,6 +64,7 @@ class StreamNames:
 
     __slots__ = (
         "_books",
+        "control",
         "dead",
         "gatherer",
         "lifecycle",
@@ -88,6 +89,8 @@ class StreamNames:
         self.lifecycle = f"{self.prefix}:lifecycle"
         self.other = f"{self.prefix}:other"
         self.dead = f"{self.prefix}:dead"
+        # The listener's own records (gaps, sessions), never exchange frames (docs/listener.md).
+        self.control = f"{self.prefix}:control"
 
     def book(self, partition: int) -> str:
         return self._books[partition]
@@ -128,4 +131,4 @@ class StreamNames:
 
     @property
     def all_streams(self) -> tuple[str, ...]:
-        return (*self.data_streams, self.dead)
+        return (*self.data_streams, self.control, self.dead)

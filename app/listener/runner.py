@@ -1,0 +1,293 @@
+"""The listener process: the connection pool, the shard map, the registry follower, shutdown.
+
+`Listener(settings, listener_settings).run(stop)` runs until `stop` is set (SIGTERM/SIGINT in
+the CLI), then stops reading, closes every socket (each session's close goes to the control
+stream), flushes the publisher (journaling what Redis does not take) and returns. A journal
+that is full is fatal (docs/streams.md): the listener stops reading and `run` raises
+`JournalFull`, so the process exits non-zero and the other gatherers cover the gap.
+
+Markets come from the registry change feed (`ChangeFeed.snapshot()` then `read()`); while the
+registry set is empty (no sync yet) they come from REST `GET /markets?status=open` once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from app.config import ListenerSettings, Settings
+from app.kalshi.auth import Signer, signer_from_settings
+from app.kalshi.backoff import Backoff
+from app.kalshi.errors import KalshiError
+from app.kalshi.rest import KalshiRest
+from app.listener.connection import ConnectionManager
+from app.listener.control import control_stream
+from app.listener.shards import ShardMap
+from app.listener.stats import ListenerStats
+from app.logs import log_event
+from app.registry.feed import ChangeFeed, Snapshot
+from app.streams import JournalFull, StreamNames, StreamPublisher, open_redis
+
+log = logging.getLogger("kalshi_data.listener")
+
+MarketSource = Callable[[], Iterable[str]]
+
+
+def journal_dir(settings: Settings, listener: ListenerSettings) -> Path:
+    """This listener's journal directory (one per process: the journal is locked)."""
+    return settings.streams.journal_dir / listener.journal_subdir.format(gatherer=settings.gatherer)
+
+
+class Listener:
+    """One listener process's pool of connection managers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        listener: ListenerSettings | None = None,
+        *,
+        signer: Signer | str | None = "settings",  # "settings": from settings.kalshi
+        publisher_id: str | None = None,
+        rest_markets: MarketSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = listener or ListenerSettings()
+        # Loaded once here so a bad key fails at start; every connect signs afresh with it.
+        self._signer: Signer | None = (
+            signer_from_settings(settings.kalshi) if isinstance(signer, str) else signer
+        )
+        self.url = self.config.ws_url or settings.kalshi.ws_url
+        self.names = StreamNames(settings.gatherer, settings.streams.book_partitions)
+        self.control_stream = control_stream(settings.gatherer)
+        self.stats = ListenerStats()
+        self.shards = ShardMap(self.config.markets_per_connection)
+        self.managers: dict[str, ConnectionManager] = {}
+        self._book_managers: list[ConnectionManager] = []
+        self._publisher_id = publisher_id
+        self._rest_markets = rest_markets or self._open_markets_from_rest
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop_managers = asyncio.Event()
+        self._publisher: StreamPublisher | None = None
+        self._feed: ChangeFeed | None = None
+        self.registry_version = 0
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def publisher(self) -> StreamPublisher:
+        assert self._publisher is not None, "listener not started"
+        return self._publisher
+
+    def snapshot_stats(self) -> dict[str, Any]:
+        out = self.stats.snapshot()
+        out["markets"] = len(self.shards)
+        out["shards"] = self.shards.shard_count
+        if self._publisher is not None:
+            out["publisher"] = vars(self._publisher.stats)
+        return out
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        client = open_redis(s.redis_url, s.streams)
+        self._publisher = StreamPublisher(
+            client,
+            self.names,
+            journal_dir(s, self.config),
+            s.streams,
+            publisher_id=self._publisher_id,
+        )
+        await self._publisher.start()
+        self._feed = ChangeFeed.from_url(s.redis_url, s.gatherer, s.registry)
+        log_event(log, "listener_starting", gatherer=s.gatherer, url=self.url)
+        try:
+            for channels in self.config.global_connections:
+                self._start_manager("+".join(channels), "global", channels)
+            snapshot = await self._initial_markets()
+            follower = asyncio.create_task(self._follow_registry(snapshot), name="registry")
+            reporter = asyncio.create_task(self._report_stats(), name="stats")
+            stopper = asyncio.create_task(stop.wait())
+            await self._wait_for_stop(stopper)
+            follower.cancel()
+            reporter.cancel()
+            for task in (follower, reporter):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        finally:
+            await self._shutdown(client)
+
+    # -- pool -----------------------------------------------------------------------------
+
+    def _start_manager(self, shard: str, role: str, channels: tuple[str, ...]) -> None:
+        manager = ConnectionManager(
+            shard=shard,
+            role=role,
+            channels=channels,
+            url=self.url,
+            gatherer=self.settings.gatherer,
+            signer=self._signer,
+            publisher=self.publisher,
+            names=self.names,
+            control_stream=self.control_stream,
+            settings=self.config,
+            stats=self.stats,
+            on_market_rejected=self._market_rejected,
+        )
+        self.managers[shard] = manager
+        if role == "orderbook":
+            self._book_managers.append(manager)
+        self._tasks[shard] = asyncio.create_task(
+            manager.run(self._stop_managers), name=f"listener {shard}"
+        )
+
+    def _book_manager(self, index: int) -> ConnectionManager:
+        while len(self._book_managers) <= index:
+            self._start_manager(f"ob{len(self._book_managers)}", "orderbook", ("orderbook_delta",))
+        return self._book_managers[index]
+
+    def apply_changes(self, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
+        """Registry delta -> shard map -> per-connection add/delete (CM-5, CM-6)."""
+        for shard, tickers in self.shards.remove(removed).items():
+            self._book_manager(shard).set_markets(remove=tickers)
+        for shard, tickers in self.shards.assign(added).items():
+            self._book_manager(shard).set_markets(add=tickers)
+
+    def _market_rejected(self, shard: str, ticker: str) -> None:
+        """Code 16: the exchange does not know the market; forget it until the registry
+        names it again."""
+        self.shards.remove([ticker])
+
+    async def _wait_for_stop(self, stopper: asyncio.Task[Any]) -> None:
+        while not stopper.done():
+            tasks: set[asyncio.Future[Any]] = {stopper, *self._tasks.values()}
+            done, _ = await asyncio.wait(tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is stopper:
+                    continue
+                shard = next(name for name, t in self._tasks.items() if t is task)
+                manager = self.managers[shard]
+                error = manager.fatal or (task.exception() if not task.cancelled() else None)
+                stopper.cancel()
+                if error is not None:
+                    log_event(log, "listener_fatal", logging.ERROR, shard=shard, error=repr(error))
+                    raise error
+                raise RuntimeError(f"connection manager {shard} ended unexpectedly")
+
+    async def _shutdown(self, client: Any) -> None:
+        self._stop_managers.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks.values(), timeout=self.config.shutdown_timeout_s)
+        for task in self._tasks.values():
+            if not task.done():
+                task.cancel()
+        try:
+            if self._publisher is not None:
+                await self._publisher.close(timeout=self.config.shutdown_timeout_s)
+        finally:
+            await client.aclose()
+            if self._feed is not None:
+                self._feed.redis.close()
+            log_event(log, "listener_stopped", **_flat(self.snapshot_stats()))
+
+    # -- markets --------------------------------------------------------------------------
+
+    async def _initial_markets(self) -> Snapshot | None:
+        feed = self._feed
+        assert feed is not None
+        snapshot: Snapshot | None = None
+        try:
+            snapshot = await asyncio.to_thread(feed.snapshot)
+        except redis.RedisError as exc:
+            self.stats.registry_errors += 1
+            log_event(log, "listener_registry_unavailable", logging.WARNING, error=str(exc))
+        if snapshot is not None and snapshot.tickers:
+            self.registry_version = snapshot.version
+            self.apply_changes(added=sorted(snapshot.tickers))
+            log_event(log, "listener_markets", source="registry", markets=len(snapshot.tickers))
+        elif self.config.use_rest_fallback:
+            try:
+                tickers = await asyncio.to_thread(lambda: sorted(self._rest_markets()))
+            except (KalshiError, OSError) as exc:
+                log_event(log, "listener_rest_markets_failed", logging.ERROR, error=str(exc))
+            else:
+                self.apply_changes(added=tickers)
+                log_event(log, "listener_markets", source="rest", markets=len(tickers))
+        return snapshot
+
+    def _open_markets_from_rest(self) -> list[str]:
+        rest = KalshiRest.from_settings(
+            self.settings.kalshi,
+            rest_url=self.config.rest_url,
+            signer=self._signer,
+        )
+        with rest:
+            return [m["ticker"] for m in rest.iter_markets(status="open") if "ticker" in m]
+
+    async def _follow_registry(self, snapshot: Snapshot | None) -> None:
+        """Apply change-feed entries as they come; reload the set after a version jump."""
+        feed = self._feed
+        assert feed is not None
+        after = snapshot.stream_id if snapshot is not None else None
+        backoff = Backoff(0.5, 30.0)
+        failures = 0
+        block = self.config.registry_block_ms
+        while True:
+            try:
+                if after is None:
+                    fresh = await asyncio.to_thread(feed.snapshot)
+                    self._resync(fresh)
+                    after = fresh.stream_id
+                changes = await asyncio.to_thread(feed.read, after, block_ms=block)
+                failures = 0
+            except redis.RedisError as exc:
+                self.stats.registry_errors += 1
+                delay = backoff.delay(min(failures, 10))
+                failures += 1
+                log_event(log, "listener_registry_error", logging.WARNING, error=str(exc))
+                await asyncio.sleep(delay)
+                continue
+            for change in changes:
+                if self.registry_version and change.version != self.registry_version + 1:
+                    after = None  # trimmed past us or reset: reload the whole set
+                    break
+                self.stats.registry_changes += 1
+                self.registry_version = change.version
+                self.apply_changes(change.added, change.removed)
+                after = change.id
+
+    def _resync(self, snapshot: Snapshot) -> None:
+        if not snapshot.tickers and not self.registry_version:
+            return  # registry still empty: keep the REST fallback set
+        current = self.shards.tickers()
+        self.apply_changes(
+            added=sorted(snapshot.tickers - current), removed=sorted(current - snapshot.tickers)
+        )
+        self.registry_version = snapshot.version
+        log_event(log, "listener_registry_resync", version=snapshot.version)
+
+    async def _report_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.stats_log_interval_s)
+            log_event(log, "listener_stats", **_flat(self.snapshot_stats()))
+
+
+def _flat(stats: dict[str, Any]) -> dict[str, Any]:
+    """Top-level numbers only (per-connection detail stays in `snapshot_stats`)."""
+    return {k: v for k, v in stats.items() if isinstance(v, int | float | str)}
+
+
+async def run_listener(
+    settings: Settings, listener: ListenerSettings, stop: asyncio.Event
+) -> Listener:
+    """Run one listener until `stop` is set; returns it (for its stats)."""
+    runner = Listener(settings, listener)
+    await runner.run(stop)
+    return runner
+
+
+__all__ = ["JournalFull", "Listener", "journal_dir", "run_listener"]
