@@ -1,0 +1,233 @@
+"""Every kalshi-data Prometheus metric, defined once (DESIGN §1.4; MON-3, reworked).
+
+Names are `kd_<component>_<noun>_<unit>` in base units (seconds, bytes, entries). Labels are
+bounded sets only, never a market ticker, conn_id (one per WebSocket session) or stream entry
+id; docs/metrics.md lists each metric's labels and worst-case series count. The helpers in
+`app.metrics.recorders` clamp free-form inputs (channel, role, reason) onto these sets.
+
+Gauges declare a `multiprocess_mode` because Celery prefork children write them through
+`PROMETHEUS_MULTIPROC_DIR` (design-facts §6); in a single process the mode is ignored.
+This module only defines metrics; it never starts a server or touches Redis.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# -- bounded label values ----------------------------------------------------------------------
+CHANNELS: tuple[str, ...] = (
+    "orderbook_snapshot",
+    "orderbook_delta",
+    "trade",
+    "ticker",
+    "ticker_v2",
+    "market_lifecycle_v2",
+    "multivariate_market_lifecycle",
+    "event_lifecycle",
+    "control",
+    "unparseable",
+    "other",
+)
+ROLES: tuple[str, ...] = ("orderbook", "trade", "ticker", "lifecycle", "other")
+DEAD_LETTER_REASONS: tuple[str, ...] = (
+    "corrupt_envelope",
+    "max_deliveries",
+    "unparseable_frame",
+    "invalid_row",
+    "other",
+)
+WRITE_LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# -- listener (asyncio, one process per gatherer host) -----------------------------------------
+LISTENER_FRAMES = Counter(
+    "kd_listener_frames_total",
+    "WebSocket frames received, by channel (message type)",
+    ["gatherer", "channel"],
+)
+LISTENER_FRAME_BYTES = Counter(
+    "kd_listener_frame_bytes_total",
+    "Bytes of WebSocket frames received, by channel",
+    ["gatherer", "channel"],
+)
+LISTENER_RECONNECTS = Counter(
+    "kd_listener_reconnects_total",
+    "WebSocket sessions re-established after a drop or a staleness timeout",
+    ["gatherer", "role"],
+)
+LISTENER_GAPS_DETECTED = Counter(
+    "kd_listener_sequence_gaps_total",
+    "Sequence gaps detected on a subscription (sid)",
+    ["gatherer", "role"],
+)
+LISTENER_GAPS_RECOVERED = Counter(
+    "kd_listener_sequence_gaps_recovered_total",
+    "Sequence gaps repaired by a fresh snapshot or resubscribe",
+    ["gatherer", "role"],
+)
+LISTENER_SUBSCRIBED_MARKETS = Gauge(
+    "kd_listener_subscribed_markets",
+    "Markets subscribed on one connection (shard)",
+    ["gatherer", "role", "connection"],
+    multiprocess_mode="mostrecent",
+)
+LISTENER_IDLE_SECONDS = Gauge(
+    "kd_listener_idle_seconds",
+    "Seconds since the connection last received a frame",
+    ["gatherer", "role", "connection"],
+    multiprocess_mode="mostrecent",
+)
+LISTENER_CONNECTED = Gauge(
+    "kd_listener_connected",
+    "1 while the connection has a live, subscribed WebSocket session",
+    ["gatherer", "role", "connection"],
+    multiprocess_mode="mostrecent",
+)
+
+# -- publisher and journal (listener side of the streams, DESIGN §3) ----------------------------
+PUBLISHER_BATCHES = Counter(
+    "kd_publisher_batches_published_total",
+    "Stream batches that landed in Redis (directly or by journal replay)",
+    ["gatherer"],
+)
+PUBLISHER_FRAMES = Counter(
+    "kd_publisher_frames_published_total",
+    "Frames that landed in Redis inside published batches",
+    ["gatherer"],
+)
+PUBLISHER_REDIS_ERRORS = Counter(
+    "kd_publisher_redis_errors_total",
+    "Redis calls of the publisher that failed",
+    ["gatherer"],
+)
+JOURNAL_SPILLED_BATCHES = Counter(
+    "kd_journal_spilled_batches_total",
+    "Batches written to the local journal instead of Redis (backpressure)",
+    ["gatherer"],
+)
+JOURNAL_SPILLED_FRAMES = Counter(
+    "kd_journal_spilled_frames_total",
+    "Frames written to the local journal instead of Redis",
+    ["gatherer"],
+)
+JOURNAL_REPLAYED_BATCHES = Counter(
+    "kd_journal_replayed_batches_total",
+    "Journal batches replayed into Redis after it recovered",
+    ["gatherer"],
+)
+JOURNAL_REPLAYED_FRAMES = Counter(
+    "kd_journal_replayed_frames_total",
+    "Journal frames replayed into Redis after it recovered",
+    ["gatherer"],
+)
+JOURNAL_BYTES = Gauge(
+    "kd_journal_bytes",
+    "Bytes on disk in the spill journal, not yet replayed",
+    ["gatherer"],
+    multiprocess_mode="mostrecent",
+)
+PUBLISHER_BUFFERED_BYTES = Gauge(
+    "kd_publisher_buffered_bytes",
+    "Bytes of sealed or open batches held in memory, not yet in Redis",
+    ["gatherer"],
+    multiprocess_mode="mostrecent",
+)
+PUBLISHER_SPILLING = Gauge(
+    "kd_publisher_spilling",
+    "1 while the publisher sends batches to the journal instead of Redis",
+    ["gatherer"],
+    multiprocess_mode="mostrecent",
+)
+
+# -- Redis streams (refreshed from stream_stats by the exporter loop or a beat task) -----------
+STREAM_LENGTH = Gauge(
+    "kd_stream_length_entries",
+    "XLEN of the stream (entries are batches of frames)",
+    ["stream"],
+    multiprocess_mode="mostrecent",
+)
+STREAM_LAG = Gauge(
+    "kd_stream_lag_entries",
+    "Entries not yet delivered to the consumer group (XINFO GROUPS lag)",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
+)
+STREAM_PENDING = Gauge(
+    "kd_stream_pending_entries",
+    "Entries delivered to the group but not acknowledged (pending entries list)",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
+)
+STREAM_OLDEST_PENDING_AGE = Gauge(
+    "kd_stream_oldest_pending_age_seconds",
+    "Age of the oldest pending entry of the group (0 when none is pending)",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
+)
+STREAM_CONSUMERS = Gauge(
+    "kd_stream_consumers",
+    "Consumers registered in the group",
+    ["stream", "group"],
+    multiprocess_mode="mostrecent",
+)
+STREAM_STATS_ERRORS = Counter(
+    "kd_stream_stats_errors_total",
+    "Failed refreshes of the stream gauges (Redis unreachable)",
+    ["stream"],
+)
+STREAM_STATS_REFRESHED = Gauge(
+    "kd_stream_stats_refreshed_timestamp_seconds",
+    "Unix time of the last successful refresh of the stream gauges",
+    multiprocess_mode="max",
+)
+
+# -- ingest (Celery prefork children) ---------------------------------------------------------
+INGEST_ROWS = Counter(
+    "kd_ingest_rows_total",
+    "Rows written to the gatherer database, by table",
+    ["table"],
+)
+INGEST_WRITE_SECONDS = Histogram(
+    "kd_ingest_write_duration_seconds",
+    "Duration of one handler transaction (normalize, write, commit)",
+    buckets=WRITE_LATENCY_BUCKETS_S,
+)
+INGEST_ENTRIES = Counter(
+    "kd_ingest_entries_total",
+    "Stream entries (batches) written and acknowledged",
+    ["stream"],
+)
+INGEST_FRAMES = Counter(
+    "kd_ingest_frames_total",
+    "Frames inside the entries written and acknowledged",
+    ["stream"],
+)
+INGEST_RECLAIMED = Counter(
+    "kd_ingest_entries_reclaimed_total",
+    "Pending entries taken over from an idle consumer (XAUTOCLAIM)",
+    ["stream"],
+)
+INGEST_TRIMMED_AWAY = Counter(
+    "kd_ingest_entries_lost_total",
+    "Pending ids whose entries had been trimmed away before being written (data lost)",
+    ["stream"],
+)
+INGEST_DEAD_LETTERED = Counter(
+    "kd_ingest_entries_dead_lettered_total",
+    "Stream entries moved to the dead-letter stream (corrupt envelope or too many deliveries)",
+    ["stream"],
+)
+DRAINS = Counter(
+    "kd_ingest_drains_total",
+    "Drain runs started",
+    ["stream"],
+)
+DRAINS_FAILED = Counter(
+    "kd_ingest_drains_failed_total",
+    "Drain runs stopped by a handler or Redis error (entries stay pending)",
+    ["stream"],
+)
+DEAD_LETTERS = Counter(
+    "kd_dead_letters_total",
+    "Rows written to the dead_letters table, by reason class",
+    ["reason_class"],
+)

@@ -1,0 +1,163 @@
+"""Thin, typed functions that record kalshi-data metrics (definitions in `definitions`).
+
+Callable from the listener's event loop (no I/O, no locks beyond prometheus_client's own) and
+from Celery prefork children (values go to PROMETHEUS_MULTIPROC_DIR when it is set). Free-form
+inputs (channel, role, dead-letter reason) are clamped onto the bounded sets of `definitions`,
+so a new Kalshi message type can never grow the series count. Never raises on unknown values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+from prometheus_client.context_managers import Timer
+
+from app.metrics import definitions as d
+from app.streams import DrainResult, PublisherStats
+
+
+def channel_label(channel: str | None) -> str:
+    """`channel` when it is a known channel, `unparseable` for None, else `other`."""
+    if channel is None:
+        return "unparseable"
+    return channel if channel in d.CHANNELS else "other"
+
+
+def role_label(role: str) -> str:
+    return role if role in d.ROLES else "other"
+
+
+def classify_dead_letter(reason: str) -> str:
+    """Map a free-text dead-letter reason (app/streams/drain.py, app/ingest) to a class."""
+    text = reason.lower()
+    if text.startswith("corrupt envelope"):
+        return "corrupt_envelope"
+    if text.startswith("delivered") or "deliveries" in text.split("(", 1)[0]:
+        return "max_deliveries"
+    if "unparseable" in text or "not json" in text or "parse" in text:
+        return "unparseable_frame"
+    if "invalid" in text or "missing" in text:
+        return "invalid_row"
+    return "other"
+
+
+# -- listener ------------------------------------------------------------------------------------
+def record_frame(gatherer: str, channel: str | None, size_bytes: int = 0) -> None:
+    """One WebSocket frame received; `channel` is its `type` (None if it did not parse)."""
+    label = channel_label(channel)
+    d.LISTENER_FRAMES.labels(gatherer, label).inc()
+    if size_bytes:
+        d.LISTENER_FRAME_BYTES.labels(gatherer, label).inc(size_bytes)
+
+
+def record_reconnect(gatherer: str, role: str) -> None:
+    d.LISTENER_RECONNECTS.labels(gatherer, role_label(role)).inc()
+
+
+def record_gap_detected(gatherer: str, role: str) -> None:
+    d.LISTENER_GAPS_DETECTED.labels(gatherer, role_label(role)).inc()
+
+
+def record_gap_recovered(gatherer: str, role: str) -> None:
+    d.LISTENER_GAPS_RECOVERED.labels(gatherer, role_label(role)).inc()
+
+
+def set_connection_state(
+    gatherer: str,
+    role: str,
+    connection: str,
+    *,
+    subscribed_markets: int,
+    idle_s: float,
+    connected: bool,
+) -> None:
+    """Gauges of one connection; `connection` is the shard name (stable), never the conn_id."""
+    labels = (gatherer, role_label(role), connection)
+    d.LISTENER_SUBSCRIBED_MARKETS.labels(*labels).set(subscribed_markets)
+    d.LISTENER_IDLE_SECONDS.labels(*labels).set(idle_s)
+    d.LISTENER_CONNECTED.labels(*labels).set(1 if connected else 0)
+
+
+class PublisherMetrics:
+    """Mirrors `StreamPublisher.stats` (monotonic totals) into counters by their increments.
+
+    Call `update(publisher.stats)` periodically (e.g. every second from the listener loop);
+    counters only ever move forward, so a publisher restart (totals back to 0) is absorbed.
+    """
+
+    def __init__(self, gatherer: str) -> None:
+        self.gatherer = gatherer
+        self._last: dict[str, int] = {}
+
+    def update(self, stats: PublisherStats) -> None:
+        for field, counter in (
+            ("batches_published", d.PUBLISHER_BATCHES),
+            ("frames_published", d.PUBLISHER_FRAMES),
+            ("redis_errors", d.PUBLISHER_REDIS_ERRORS),
+            ("batches_spilled", d.JOURNAL_SPILLED_BATCHES),
+            ("frames_spilled", d.JOURNAL_SPILLED_FRAMES),
+            ("batches_replayed", d.JOURNAL_REPLAYED_BATCHES),
+            ("frames_replayed", d.JOURNAL_REPLAYED_FRAMES),
+        ):
+            self._advance(field, int(getattr(stats, field)), counter)
+        d.JOURNAL_BYTES.labels(self.gatherer).set(stats.journal_bytes)
+        d.PUBLISHER_BUFFERED_BYTES.labels(self.gatherer).set(stats.buffered_bytes)
+        d.PUBLISHER_SPILLING.labels(self.gatherer).set(1 if stats.spilling else 0)
+
+    def _advance(self, field: str, total: int, counter: Counter) -> None:
+        last = self._last.get(field, 0)
+        step = total - last if total >= last else total  # a new publisher starts from 0
+        if step > 0:
+            counter.labels(self.gatherer).inc(step)
+        self._last[field] = total
+
+
+# -- ingest --------------------------------------------------------------------------------------
+def record_rows(table: str, rows: int) -> None:
+    """Rows committed into `table` (a schema table name: a bounded set)."""
+    if rows > 0:
+        d.INGEST_ROWS.labels(table).inc(rows)
+
+
+def record_rows_by_table(counts: dict[str, int]) -> None:
+    """`commit_rows`' return value: rows per table of one transaction."""
+    for table, rows in counts.items():
+        record_rows(table, rows)
+
+
+def observe_write_seconds(seconds: float) -> None:
+    d.INGEST_WRITE_SECONDS.observe(seconds)
+
+
+def time_write() -> Timer:
+    """`with time_write(): ...` around one handler transaction (write + commit)."""
+    return d.INGEST_WRITE_SECONDS.time()
+
+
+def record_dead_letters(reason: str, count: int = 1) -> None:
+    """`count` rows written to the dead_letters table; `reason` is free text or a class."""
+    reason_class = reason if reason in d.DEAD_LETTER_REASONS else classify_dead_letter(reason)
+    d.DEAD_LETTERS.labels(reason_class).inc(count)
+
+
+def record_drain(result: DrainResult) -> None:
+    """One finished drain run (`app.streams.drain`'s result)."""
+    stream = result.stream
+    d.DRAINS.labels(stream).inc()
+    if result.error is not None:
+        d.DRAINS_FAILED.labels(stream).inc()
+    if result.handled:
+        d.INGEST_ENTRIES.labels(stream).inc(result.handled)
+    if result.frames:
+        d.INGEST_FRAMES.labels(stream).inc(result.frames)
+    if result.reclaimed:
+        d.INGEST_RECLAIMED.labels(stream).inc(result.reclaimed)
+    if result.deleted:
+        d.INGEST_TRIMMED_AWAY.labels(stream).inc(result.deleted)
+    if result.dead_lettered:
+        d.INGEST_DEAD_LETTERED.labels(stream).inc(result.dead_lettered)
+
+
+def record_drain_failure(stream: str) -> None:
+    """A drain run that raised before returning a result (Redis unreachable, time limit)."""
+    d.DRAINS.labels(stream).inc()
+    d.DRAINS_FAILED.labels(stream).inc()
