@@ -10,7 +10,7 @@ from the URL in the environment or from `database_password_file`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -245,6 +245,44 @@ class ListenerSettings(_Section):
         return value
 
 
+Port = Annotated[int, Field(ge=0, le=65535)]
+ProcessKind = Literal["listener", "ingest", "jobs", "beat", "dedup"]
+
+PROCESS_KINDS: tuple[ProcessKind, ...] = ("listener", "ingest", "jobs", "beat", "dedup")
+
+DEFAULT_PORTS: dict[ProcessKind, int] = {
+    "listener": 9311,
+    "ingest": 9312,
+    "jobs": 9313,
+    "beat": 9314,
+    "dedup": 9315,
+}
+
+
+class MetricsSettings(_Section):
+    """Where each process serves /metrics; loopback unless configured (docs/metrics.md)."""
+
+    enabled: bool = Field(True, description="serve /metrics at all")
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 only when configured")
+    ports: dict[ProcessKind, Port] = Field(
+        default_factory=lambda: dict(DEFAULT_PORTS),
+        description="port of each process kind's /metrics (Celery kinds: the exporter)",
+    )
+    multiproc_dir: Path = Field(
+        Path("var/metrics"),
+        description="base of PROMETHEUS_MULTIPROC_DIR; each Celery kind uses <base>/<kind>",
+    )
+    stream_refresh_s: float = Field(
+        5.0, gt=0, description="period of the Redis stream gauges refresh (exporter loop)"
+    )
+
+    def port_for(self, kind: ProcessKind) -> int:
+        return self.ports.get(kind, DEFAULT_PORTS[kind])
+
+    def multiproc_dir_for(self, kind: ProcessKind) -> Path:
+        return self.multiproc_dir / kind
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -265,6 +303,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     streams: StreamSettings = StreamSettings()
     listener: ListenerSettings = ListenerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

@@ -1,4 +1,4 @@
-"""`kalshi-data up`: the main job, run as supervised child processes with a live status line."""
+"""`kalshi-data up`: the main job, one gatherer as supervised child processes, live status."""
 
 from __future__ import annotations
 
@@ -45,11 +45,24 @@ from app.fleet.runner import UpOptions, run_up
     help="Simulator: write ground truth into this directory.",
 )
 @click.option(
-    "--book-markets",
-    type=click.IntRange(min=0),
-    default=50,
+    "--sim-extra",
+    default="",
+    metavar="FLAGS",
+    help='More simulator flags, e.g. "--skip-seq-every 500 --drop-every 30" (faults).',
+)
+@click.option(
+    "--ingest-workers",
+    type=click.IntRange(min=1),
+    default=2,
     show_default=True,
-    help="Live view: how many markets' order books to follow.",
+    help="Prefork children of the ingest worker.",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("var"),
+    show_default=True,
+    help="Where beat keeps its schedule file.",
 )
 @pass_cli_context
 def up(
@@ -60,9 +73,11 @@ def up(
     sim_seed: int | None,
     sim_port: int | None,
     truth_dir: Path | None,
-    book_markets: int,
+    sim_extra: str,
+    ingest_workers: int,
+    run_dir: Path,
 ) -> None:
-    """Start the exchange (simulator unless a Kalshi key is configured) and watch it live."""
+    """Run one whole gatherer: exchange (simulator unless a key is set), listener, ingest, beat."""
     options = UpOptions(
         duration_s=duration,
         sim_markets=sim_markets,
@@ -70,7 +85,10 @@ def up(
         sim_seed=sim_seed,
         sim_port=sim_port,
         truth_dir=truth_dir,
-        book_markets=book_markets,
+        sim_extra=sim_extra,
+        config_path=ctx.config_path,
+        ingest_concurrency=ingest_workers,
+        run_dir=run_dir,
     )
     code = asyncio.run(run_up(ctx.settings, options))
     if code:

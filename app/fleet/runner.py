@@ -1,8 +1,11 @@
-"""What `kalshi-data up` runs: the exchange (simulator unless a key is configured) and a live view.
+"""What `kalshi-data up` runs: one whole gatherer against the simulator or the real exchange.
 
-The simulator runs as a supervised child process, exactly as a user would start it, so the demo
-exercises the same sockets and protocol as production. With issue 3 the gatherer processes
-(listener, ingest and job workers, beat) join the same supervisor.
+Steps (DESIGN §2): start the exchange (the simulator as a supervised child unless a Kalshi key is
+configured), migrate the database, sync the market registry once, then start the ingest workers,
+the jobs worker, beat and the listener as supervised children, and show a live status line read
+from Redis and PostgreSQL. On Ctrl-C, SIGTERM or `--duration`: the listener stops first (it
+flushes everything it holds to Redis), the streams are drained into the database, then beat, the
+workers and the simulator stop. Nothing the listener received is lost on a clean stop.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import shlex
 import signal
 import sys
 import time
@@ -18,14 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 from app.cli.errors import UserFacingError
 from app.config import Settings
-from app.fleet.live_view import ExchangeTarget, LiveView, StatusLine
+from app.db.engine import DatabaseUnavailable
+from app.db.migrations import MigrationError, upgrade
+from app.fleet.gatherer import gatherer_env, gatherer_specs
+from app.fleet.pipeline import PipelineReader, PipelineSnapshot, PipelineStatusLine
 from app.fleet.supervisor import ChildFailed, ChildSpec, Supervisor, python_command
-from app.kalshi.auth import signer_from_settings
+from app.kalshi.auth import Signer, signer_from_settings
 from app.kalshi.errors import KalshiError
 from app.kalshi.rest import KalshiRest
 from app.logs import log_event
+from app.registry import full_sync
+from app.streams import StreamNames
 
 log = logging.getLogger("kalshi_data.up")
 
@@ -43,26 +54,44 @@ class UpOptions:
     sim_seed: int | None = None
     sim_port: int | None = None
     truth_dir: Path | None = None
-    book_markets: int = 50
+    sim_extra: str = ""
+    config_path: Path | None = None
+    ingest_concurrency: int = 2
+    drain_timeout_s: float = 60.0
+    run_dir: Path = Path("var")
+
+
+@dataclass(frozen=True)
+class ExchangeTarget:
+    """Where the exchange is, and how to sign for it (no signer = unsigned requests)."""
+
+    label: str
+    rest_url: str
+    ws_url: str
+    signer: Signer | None = None
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def simulator_spec(settings: Settings, options: UpOptions) -> ChildSpec:
     """The `kalshi-data sim` child for this run, settings overridden by `up`'s options."""
     sim = settings.simulator
-    pick = lambda value, default: default if value is None else value  # noqa: E731
     args = [
         "sim",
         "--host", sim.host,
-        "--port", str(pick(options.sim_port, sim.port)),
-        "--markets", str(pick(options.sim_markets, sim.markets)),
-        "--seed", str(pick(options.sim_seed, sim.seed)),
-        "--rate", str(pick(options.sim_rate, sim.rate)),
+        "--port", str(_pick(options.sim_port, sim.port)),
+        "--markets", str(_pick(options.sim_markets, sim.markets)),
+        "--seed", str(_pick(options.sim_seed, sim.seed)),
+        "--rate", str(_pick(options.sim_rate, sim.rate)),
         "--format", sim.format,
         "--ping-interval", str(sim.ping_interval_s),
     ]  # fmt: skip
-    truth = pick(options.truth_dir, sim.truth_dir)
+    truth = _pick(options.truth_dir, sim.truth_dir)
     if truth is not None:
         args += ["--truth", str(truth)]
+    args += shlex.split(options.sim_extra)
     return ChildSpec(name="simulator", argv=python_command(*args), ready_text=SIM_READY_TEXT)
 
 
@@ -88,19 +117,46 @@ async def start_exchange(
     return ExchangeTarget(f"sim {base}", f"{base}/trade-api/v2", f"{ws_base}/trade-api/ws/v2")
 
 
-def open_market_tickers(settings: Settings, target: ExchangeTarget, limit: int) -> list[str]:
-    """Up to `limit` tickers of open markets, for the live view's order-book subscription."""
-    if limit == 0:
-        return []
-    with KalshiRest.from_settings(
-        settings.kalshi, rest_url=target.rest_url, signer=target.signer
-    ) as rest:
-        page = next(rest.market_pages(limit=min(limit, 1000), status="open"), None)
-    return [str(market["ticker"]) for market in (page.items if page else [])][:limit]
+def prepare_database(settings: Settings) -> None:
+    """Create and migrate the gatherer database (idempotent)."""
+    try:
+        result = upgrade(settings.database_url)
+    except (DatabaseUnavailable, MigrationError) as exc:
+        raise UserFacingError(
+            f"cannot prepare the database: {exc}",
+            "is PostgreSQL running? set KD_DATABASE_URL (make up starts it for you)",
+        ) from exc
+    log_event(log, "database_ready", database=result.database, revision=result.after)
+
+
+def sync_registry(settings: Settings, target: ExchangeTarget) -> None:
+    """One full registry sync so the listener starts with every market (REG, DESIGN §6)."""
+    with (
+        KalshiRest.from_settings(
+            settings.kalshi, rest_url=target.rest_url, signer=target.signer
+        ) as client,
+        contextlib.closing(psycopg2.connect(settings.database_url)) as conn,
+    ):
+        report = full_sync(conn, client, settings.registry)
+    log_event(log, "registry_synced", **report.summary())
 
 
 def _forward_child_output(name: str, line: str) -> None:
     print(f"[{name}] {line}", file=sys.stderr, flush=True)
+
+
+def _drained(snapshot: PipelineSnapshot) -> bool:
+    return snapshot.lag == 0 and snapshot.pending == 0
+
+
+async def drain_streams(reader: PipelineReader, timeout_s: float) -> PipelineSnapshot:
+    """Wait until every stream entry is in the database (lag and pending 0) or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    snapshot = await asyncio.to_thread(reader.read)
+    while not _drained(snapshot) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        snapshot = await asyncio.to_thread(reader.read)
+    return snapshot
 
 
 async def run_up(settings: Settings, options: UpOptions) -> int:
@@ -112,20 +168,29 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
     supervisor = Supervisor(on_output=_forward_child_output)
     interactive = sys.stdout.isatty()
     started = time.monotonic()
+    names = StreamNames(settings.gatherer, settings.streams.book_partitions)
+    reader = PipelineReader(settings.redis_url, settings.database_url, names, settings.gatherer)
     code = 0
     try:
         target = await start_exchange(settings, options, supervisor)
+        await asyncio.to_thread(prepare_database, settings)
         try:
-            tickers = await asyncio.to_thread(
-                open_market_tickers, settings, target, options.book_markets
-            )
+            await asyncio.to_thread(sync_registry, settings, target)
         except KalshiError as exc:
-            raise UserFacingError(f"cannot list markets at {target.rest_url}: {exc}") from exc
-        view = LiveView(target, tickers)
-        status = StatusLine(view, interactive)
-        log_event(log, "up_started", exchange=target.label, book_markets=len(tickers))
-        watch = asyncio.create_task(view.run(stop))
+            raise UserFacingError(
+                f"cannot sync the registry from {target.rest_url}: {exc}"
+            ) from exc
+        options.run_dir.mkdir(parents=True, exist_ok=True)
+        env = gatherer_env(settings, target.rest_url, target.ws_url, options.config_path)
+        for spec in gatherer_specs(settings, env, options.run_dir, options.ingest_concurrency):
+            try:
+                await supervisor.start(spec)
+            except ChildFailed as exc:
+                raise UserFacingError(str(exc)) from exc
+        log_event(log, "up_started", exchange=target.label, gatherer=settings.gatherer)
+        status = PipelineStatusLine(f"{target.label} {settings.gatherer}")
         deadline = None if options.duration_s is None else started + options.duration_s
+        last_print = 0.0
         while not stop.is_set():
             timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             waiters: set[asyncio.Future[Any]] = {
@@ -139,21 +204,42 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
                 task.cancel()
             if supervisor.failure in done:
                 raise UserFacingError(str(supervisor.failure.result()))
-            line = status.tick()
-            if line is not None:
-                end = "" if interactive else "\n"
-                print(f"\r\x1b[2K{line}" if interactive else line, end=end, flush=True)
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            line = status.render(await asyncio.to_thread(reader.read), now)
+            if interactive:
+                print(f"\r\x1b[2K{line}", end="", flush=True)
+            elif now - last_print >= 5:
+                print(line, flush=True)
+                last_print = now
+            if deadline is not None and now >= deadline:
                 stop.set()
-        stop.set()
-        await watch
         if interactive:
             print()
+        if supervisor.pid("simulator") is not None:
+            # The exchange stops first, so the listener has received everything it sent and the
+            # simulator's final books are exactly what the capture can rebuild.
+            await supervisor.stop_child("simulator")
+            await asyncio.sleep(1.0)
+        # The listener flushes into Redis on SIGTERM; then everything in Redis is drained.
+        await supervisor.stop_child("listener")
+        final = await drain_streams(reader, options.drain_timeout_s)
+        if not _drained(final):
+            log_event(
+                log, "streams_not_drained", logging.WARNING, lag=final.lag, pending=final.pending
+            )
+            print(
+                "warning: streams still hold entries; they stay in Redis and are "
+                "drained on the next start",
+                file=sys.stderr,
+            )
         elapsed = time.monotonic() - started
-        print(f"stopped after {elapsed:.1f} s: {status.summary(elapsed)}", flush=True)
+        print(
+            f"stopped after {elapsed:.1f} s: {status.render(final, time.monotonic())}", flush=True
+        )
     finally:
         stop.set()
         codes = await supervisor.stop()
+        reader.close()
         for name, child_code in codes.items():
             if child_code not in (0, None, -signal.SIGTERM):
                 log_event(log, "child_unclean_exit", logging.WARNING, child=name, code=child_code)

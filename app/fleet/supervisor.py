@@ -35,7 +35,7 @@ class ChildSpec:
     name: str
     argv: list[str]
     env: dict[str, str] | None = None
-    ready_text: str | None = None  # a stdout substring that marks the child as ready
+    ready_text: str | None = None  # an output substring (stdout or stderr) that marks it ready
     max_restarts: int = 5
     stop_timeout_s: float = 15.0
 
@@ -54,6 +54,7 @@ class _Child:
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=3))
     restarts: int = 0
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: bool = False
 
 
 class Supervisor:
@@ -119,7 +120,7 @@ class Supervisor:
     async def _pump(self, child: _Child, stream: asyncio.StreamReader, which: str) -> None:
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip()
-            if which == "stdout" and child.spec.ready_text and child.spec.ready_text in text:
+            if child.spec.ready_text and child.spec.ready_text in text:
                 child.ready_line = text
                 child.ready.set()
             if which == "stderr" and text.strip():
@@ -132,7 +133,7 @@ class Supervisor:
             assert child.process is not None
             code = await child.process.wait()
             await asyncio.gather(*child.pumps, return_exceptions=True)
-            if self._stopping:
+            if self._stopping or child.stopping:
                 return
             log_event(log, "child_exited", logging.WARNING, child=child.spec.name, code=code)
             never_ready = child.spec.ready_text is not None and not child.ready.is_set()
@@ -149,6 +150,12 @@ class Supervisor:
                 return
             child.ready.clear()
             await self._spawn(child)
+
+    async def stop_child(self, name: str) -> int | None:
+        """Stop one child now (it is not restarted); returns its exit code."""
+        child = self._children[name]
+        child.stopping = True
+        return await self._stop_child(child)
 
     async def stop(self) -> dict[str, int | None]:
         """SIGTERM every child (newest first), wait, SIGKILL stragglers; returns exit codes."""

@@ -1,23 +1,48 @@
-"""`kalshi-data up` end to end: a real simulator child process, a real WebSocket live view."""
+"""`kalshi-data up` end to end: simulator, listener, Celery ingest and beat as real processes.
+
+The proof is `kalshi-data verify`: after `up --duration` stops cleanly, the database holds
+exactly what the simulator's ground truth says it sent, with faults injected along the way.
+"""
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
+import psycopg2
 import pytest
+import redis
 
 from tests.conftest import KALSHI_DATA, REPO, clean_env, run_cli
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def gatherer_env(postgres_admin_url: str, redis_test_url: str):
+    """A database name nobody uses yet (up creates it), a unique gatherer, cleanup after."""
+    name = f"kd_test_up_{uuid.uuid4().hex[:10]}"
+    gatherer = f"t{uuid.uuid4().hex[:8]}"
+    url = f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}"
+    env = {"KD_DATABASE_URL": url, "KD_REDIS_URL": redis_test_url, "KD_GATHERER": gatherer}
+    yield env
+    client = redis.Redis.from_url(redis_test_url)
+    keys = list(client.scan_iter(f"kd:{gatherer}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    admin = psycopg2.connect(postgres_admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
 
 
 def _children_of(pid: int) -> list[int]:
-    """PIDs whose parent is `pid` (from /proc, so no extra dependency)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -31,66 +56,70 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
-def _summary_counts(stdout: str) -> dict[str, int]:
-    line = next(x for x in stdout.splitlines() if x.startswith("stopped after"))
-    return {
-        name: int(value)
-        for name, value in re.findall(r"(total|trades|tickers|lifecycle|gaps) (\d+)", line)
-    }
-
-
-def test_up_runs_for_a_duration_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_captures_exactly_what_the_exchange_sent(tmp_path: Path, gatherer_env) -> None:
     truth = tmp_path / "truth"
+    faults = "--skip-seq-every 200 --drop-every 7 --malformed-every 4 --market-lifetime 12"
     result = run_cli(
-        "up", "--duration", "6", "--sim-port", "0", "--sim-markets", "30",
-        "--sim-rate", "400", "--sim-seed", "3", "--truth", str(truth), "--book-markets", "10",
-        timeout=90,
+        "up", "--duration", "20", "--sim-port", "0", "--sim-markets", "60",
+        "--sim-rate", "200", "--sim-seed", "11", "--truth", str(truth),
+        "--sim-extra", faults, "--run-dir", str(tmp_path / "run"),
+        timeout=240, **gatherer_env,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-4000:]
     assert "Traceback" not in result.stderr
-    counts = _summary_counts(result.stdout)
-    assert counts["total"] > 100, result.stdout
-    assert counts["trades"] > 0 and counts["tickers"] > 0, result.stdout
-    assert counts["gaps"] == 0, result.stdout
-    assert truth.is_dir() and any(truth.iterdir()), "the simulator child wrote no truth"
+    assert "stopped after" in result.stdout
+    check = run_cli("verify", "--truth", str(truth), timeout=120, **gatherer_env)
+    assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
+    conn = psycopg2.connect(gatherer_env["KD_DATABASE_URL"])
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(recovered_at) FROM sequence_gaps")
+        gaps, recovered = cur.fetchone()
+        cur.execute("SELECT count(*) FROM dead_letters")
+        (dead,) = cur.fetchone()
+        cur.execute("SELECT count(DISTINCT connection_id) FROM connection_sessions")
+        (sessions,) = cur.fetchone()
+    conn.close()
+    assert gaps > 0 and recovered == gaps, (gaps, recovered)
+    assert dead > 0, "the simulator's malformed frames must be dead-lettered, not dropped"
+    assert sessions > 2, "dropped connections must reconnect as new sessions"
 
 
-def test_up_stops_cleanly_on_ctrl_c_and_leaves_no_children() -> None:
+def test_up_stops_cleanly_on_ctrl_c_and_leaves_no_children(tmp_path: Path, gatherer_env) -> None:
     process = subprocess.Popen(
-        [KALSHI_DATA, "up", "--sim-port", "0", "--sim-markets", "10", "--sim-rate", "200"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-        cwd=REPO,
-    )
+        [KALSHI_DATA, "up", "--sim-port", "0", "--sim-markets", "20", "--sim-rate", "100",
+         "--run-dir", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=clean_env(**gatherer_env), cwd=REPO,
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         children: list[int] = []
-        while time.monotonic() < deadline and not children:
+        while time.monotonic() < deadline and len(children) < 5:
             time.sleep(0.5)
             children = _children_of(process.pid)
-        assert children, "up started no child process"
+        assert len(children) == 5, f"expected sim, ingest, jobs, beat, listener: {children}"
         time.sleep(3)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=45)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, stderr[-3000:]
+    assert process.returncode == 0, stderr[-4000:]
     assert "stopped after" in stdout
     assert "Traceback" not in stderr
-    time.sleep(0.5)
+    time.sleep(1)
     survivors = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not survivors, f"children still running after up stopped: {survivors}"
 
 
-def test_up_with_a_busy_port_fails_with_one_clear_error() -> None:
+def test_up_with_a_busy_port_fails_with_one_clear_error(gatherer_env) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = run_cli("up", "--sim-port", str(port), "--duration", "5", timeout=60)
+        result = run_cli(
+            "up", "--sim-port", str(port), "--duration", "5", timeout=60, **gatherer_env
+        )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
@@ -98,8 +127,9 @@ def test_up_with_a_busy_port_fails_with_one_clear_error() -> None:
     assert "simulator" in errors[0]
 
 
-def test_up_with_an_unreadable_key_fails_clearly(tmp_path: Path) -> None:
+def test_up_with_an_unreadable_key_fails_clearly(tmp_path: Path, gatherer_env) -> None:
     env = {
+        **gatherer_env,
         "KD_KALSHI__KEY_ID": "abc",
         "KD_KALSHI__PRIVATE_KEY_PATH": str(tmp_path / "missing.pem"),
     }
@@ -107,3 +137,12 @@ def test_up_with_an_unreadable_key_fails_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "missing.pem" in result.stderr
+
+
+def test_up_with_an_unreachable_database_fails_clearly(gatherer_env) -> None:
+    env = {**gatherer_env, "KD_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/x"}
+    result = run_cli("up", "--duration", "2", "--sim-port", "0", timeout=60, **env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "database" in errors[0], result.stderr

@@ -1,0 +1,138 @@
+"""What the capture pipeline is doing right now, read from Redis and the database.
+
+`up`'s status line reads this once a second: frames stored per second (rows reaching
+`raw_frames`), stream lag and pending entries across the gatherer's streams, rows written per
+table, sequence gaps and dead letters. Everything is read-only and cheap: stream stats are a
+few pipelined commands, row counts come from `pg_stat_user_tables` (cumulative insert counters
+PostgreSQL keeps anyway, summed over partitions), gaps and dead letters from small indexed
+tables. It never raises on a transient failure: a service that does not answer shows as `?`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import psycopg2
+import redis
+
+from app.streams import StreamNames, stream_stats
+
+log = logging.getLogger("kalshi_data.pipeline")
+
+COUNTED_TABLES = (
+    "raw_frames",
+    "orderbook_snapshots",
+    "orderbook_deltas",
+    "trades",
+    "tickers",
+    "lifecycle_events",
+    "dead_letters",
+)
+
+_INSERTS_SQL = """
+SELECT parent.relname, COALESCE(SUM(stat.n_tup_ins - stat.n_tup_del), 0)::bigint
+FROM pg_class parent
+JOIN pg_inherits inh ON inh.inhparent = parent.oid
+JOIN pg_stat_user_tables stat ON stat.relid = inh.inhrelid
+WHERE parent.relname = ANY(%s)
+GROUP BY parent.relname
+"""
+_GAPS_SQL = "SELECT count(*), count(recovered_at) FROM sequence_gaps WHERE gatherer = %s"
+
+
+@dataclass
+class PipelineSnapshot:
+    """One reading of the pipeline; None means "could not be read this time"."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    stream_length: int | None = None
+    lag: int | None = None
+    pending: int | None = None
+    oldest_pending_ms: int | None = None
+    gaps: int | None = None
+    gaps_recovered: int | None = None
+
+
+class PipelineReader:
+    """Keeps one Redis client and one database connection open for periodic readings."""
+
+    def __init__(self, redis_url: str, database_url: str, names: StreamNames, gatherer: str):
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2)
+        self._database_url = database_url
+        self._db: psycopg2.extensions.connection | None = None
+        self._names = names
+        self._gatherer = gatherer
+
+    def read(self) -> PipelineSnapshot:
+        snapshot = PipelineSnapshot()
+        self._read_streams(snapshot)
+        self._read_database(snapshot)
+        return snapshot
+
+    def _read_streams(self, snapshot: PipelineSnapshot) -> None:
+        try:
+            stats = [stream_stats(self._redis, name) for name in self._names.all_streams]
+        except redis.RedisError as exc:
+            log.debug("pipeline stream stats unavailable: %s", exc)
+            return
+        snapshot.stream_length = sum(s.length for s in stats)
+        groups = [g for s in stats for g in s.groups]
+        snapshot.pending = sum(g.pending for g in groups)
+        lags = [g.lag for g in groups]
+        snapshot.lag = None if any(lag is None for lag in lags) else sum(lag or 0 for lag in lags)
+        ages = [g.oldest_pending_age_ms for g in groups if g.oldest_pending_age_ms is not None]
+        snapshot.oldest_pending_ms = max(ages) if ages else 0
+
+    def _read_database(self, snapshot: PipelineSnapshot) -> None:
+        try:
+            if self._db is None or self._db.closed:
+                self._db = psycopg2.connect(self._database_url, connect_timeout=2)
+                self._db.autocommit = True
+            with self._db.cursor() as cur:
+                cur.execute(_INSERTS_SQL, (list(COUNTED_TABLES),))
+                snapshot.rows = {name: int(count) for name, count in cur.fetchall()}
+                cur.execute(_GAPS_SQL, (self._gatherer,))
+                gaps, recovered = cur.fetchone() or (0, 0)
+                snapshot.gaps, snapshot.gaps_recovered = int(gaps), int(recovered)
+        except psycopg2.Error as exc:
+            log.debug("pipeline database stats unavailable: %s", exc)
+            if self._db is not None:
+                self._db.close()
+            self._db = None
+
+    def close(self) -> None:
+        self._redis.close()
+        if self._db is not None:
+            self._db.close()
+
+
+def _show(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+class PipelineStatusLine:
+    """Renders successive readings as one line with rates (frames stored per second)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._last_frames: int | None = None
+        self._last_time: float | None = None
+
+    def render(self, snapshot: PipelineSnapshot, now: float) -> str:
+        frames = snapshot.rows.get("raw_frames")
+        rate = "?"
+        if frames is not None and self._last_frames is not None and self._last_time is not None:
+            rate = f"{(frames - self._last_frames) / max(now - self._last_time, 1e-6):.0f}"
+        if frames is not None:
+            self._last_frames, self._last_time = frames, now
+        rows = snapshot.rows
+        book = (rows.get("orderbook_snapshots") or 0) + (rows.get("orderbook_deltas") or 0)
+        return (
+            f"{self.label} | {rate:>6} frames/s stored | lag {_show(snapshot.lag)}"
+            f" pending {_show(snapshot.pending)} | rows: frames {_show(frames)} book {book}"
+            f" trades {_show(rows.get('trades'))} tickers {_show(rows.get('tickers'))}"
+            f" lifecycle {_show(rows.get('lifecycle_events'))}"
+            f" | gaps {_show(snapshot.gaps)} (recovered {_show(snapshot.gaps_recovered)})"
+            f" | dead letters {_show(rows.get('dead_letters'))}"
+        )
