@@ -22,7 +22,7 @@ from app.verify.database import database_records
 from app.verify.records import RULE_BY_TABLE, TABLES
 from app.verify.report import Report
 from app.verify.spill import Spill
-from app.verify.truth import TruthScan, final_books, open_truth
+from app.verify.truth import TruthScan, open_truth, seen_books
 
 # Bytes of frames.tsv per partition: peak memory is roughly 3-4x this (records of one partition
 # of both sides, as Python strings in counters).
@@ -74,7 +74,7 @@ def _compare_books(
 ) -> tuple[int, list[BookDifference]]:
     checked = 0
     differences: list[BookDifference] = []
-    for ticker, expected in final_books(truth, scan.meta, scan.book_markets):
+    for ticker, expected in seen_books(truth, scan.meta, scan.last_book):
         checked += 1
         try:
             result = book_at(conn, ticker, at, gatherer=gatherer)

@@ -1,31 +1,33 @@
-"""The expected side: records of every frame the simulator sent, and the exchange's final books.
+"""The expected side: records of every frame the simulator sent, and the books it showed.
 
 Streams `frames.tsv` (never `load_truth`, which holds every frame in memory) and normalizes each
 text frame exactly as the listener's ingest does (`app.normalize.normalize_frame`), so expected
 rows are what a perfect capture would store. Frames the simulator never sent (a `skip_seq`
 fault's frame lives only in `faults.jsonl`) are not in `frames.tsv` and so are never expected.
-Memory: one frame at a time, plus the last seq per (connection, sid) and the set of markets
-subscribed to `orderbook_delta`.
+Memory: one frame at a time, plus the last seq per (connection, sid) and, per market subscribed
+to `orderbook_delta`, its last sent snapshot or the time of its last sent delta.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
 from app.db.rows import OrderbookDeltaRow, OrderbookSnapshotRow, TradeRow
 from app.normalize import FormatVersion, FrameEnvelope, normalize_frame
-from app.simulator.recorder import CONNECTIONS_FILE, EXCHANGE_FILE, FRAMES_FILE, STATE_FILE
+from app.simulator.recorder import CONNECTIONS_FILE, EXCHANGE_FILE, FRAMES_FILE
 from app.simulator.truth import Truth, TruthError, TruthMeta, catalog_for, iter_frames, read_meta
 from app.verify.compare import Book
 from app.verify.records import gap_record, record_for, session_record
 from app.verify.spill import Tagged
 
 _SEQUENCED = (OrderbookSnapshotRow, OrderbookDeltaRow, TradeRow)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUTH_GATHERER = "truth"
 
 
@@ -58,6 +60,9 @@ class TruthScan:
     connections: Collection[int] | None = None
     book_markets: set[str] = field(default_factory=set)
     frames: int = 0
+    # Per market, the last book frame the exchange sent: a snapshot's levels, or the exchange
+    # time (ns, end of its millisecond) of the last delta. `seen_books` stops there.
+    last_book: dict[str, Book | int] = field(default_factory=dict)
 
     def _version(self) -> FormatVersion | None:
         # Legacy-format runs are declared legacy (as the listener is configured for them);
@@ -98,6 +103,12 @@ class TruthScan:
                         yield "sequence_gaps", gap_record(row.sid, previous + 1, row.seq)
                 if isinstance(row, OrderbookSnapshotRow):
                     self.book_markets.add(row.market_ticker)
+                    self.last_book[row.market_ticker] = {
+                        "yes": dict(zip(row.yes_prices, row.yes_sizes, strict=True)),
+                        "no": dict(zip(row.no_prices, row.no_sizes, strict=True)),
+                    }
+                elif isinstance(row, OrderbookDeltaRow) and row.exchange_ts is not None:
+                    self.last_book[row.market_ticker] = _end_of_millisecond_ns(row.exchange_ts)
                 tagged = record_for(row)
                 if tagged is not None:
                     yield tagged
@@ -129,54 +140,46 @@ def _exchange_truth(directory: Path, meta: TruthMeta) -> Truth:
     )
 
 
-def final_books(
-    directory: Path, meta: TruthMeta, tickers: Collection[str]
-) -> Iterator[tuple[str, Book]]:
-    """(ticker, book at the end of the run) for each of `tickers` the exchange knew.
+def _end_of_millisecond_ns(stamp: datetime) -> int:
+    micros = (stamp - _EPOCH) // timedelta(microseconds=1)
+    return (micros // 1000) * 1_000_000 + 999_999
 
-    From `state.jsonl` (written at shutdown), one market at a time. Without it (a simulator
-    that was killed), the exchange log is replayed, holding the books of `tickers` in memory.
+
+def seen_books(
+    directory: Path, meta: TruthMeta, last_book: Mapping[str, Book | int]
+) -> Iterator[tuple[str, Book]]:
+    """(ticker, the exchange's book as of the last book frame it SENT for that market).
+
+    A capture can only hold what was sent: when the exchange dropped the connection (or the run
+    ended) while the book kept changing, those later changes reached no one. The exchange log is
+    replayed per market up to the exchange time of its last sent delta (all changes of that
+    millisecond: one order-flow step); a market whose last sent frame was a snapshot is that
+    snapshot. Every sent frame is checked by the table comparison; this checks that the
+    database rebuilds the book the exchange held at the end of what it sent.
     """
+    cutoffs = {t: v for t, v in last_book.items() if isinstance(v, int)}
+    for ticker, value in sorted(last_book.items()):
+        if not isinstance(value, int):
+            yield ticker, value
     truth = _exchange_truth(directory, meta)
-    state = directory / STATE_FILE
-    if state.exists():
-        for line in _lines(state):
-            record = orjson.loads(line)
-            if record.get("kind") != "market" or record["ticker"] not in tickers:
-                continue
-            book = record["book"]
-            if book is None:
-                yield record["ticker"], truth.initial_book(record["ticker"])
-            else:
-                yield (
-                    record["ticker"],
-                    {
-                        "yes": {p: s for p, s in book["yes"]},
-                        "no": {p: s for p, s in book["no"]},
-                    },
-                )
-        return
     books: dict[str, dict[str, dict[int, int]]] = {}
     for line in _lines(directory / EXCHANGE_FILE):
         record = orjson.loads(line)
-        if record.get("kind") != "delta" or record["ticker"] not in tickers:
+        ticker = record.get("ticker")
+        if record.get("kind") != "delta" or ticker not in cutoffs:
             continue
-        ticker = record["ticker"]
+        if record["ts_ns"] > cutoffs[ticker]:
+            continue
         book = books.get(ticker)
         if book is None:
-            book = books[ticker] = truth.initial_book(ticker)
+            initial = truth.initial_book(ticker)
+            book = books[ticker] = {side: dict(levels) for side, levels in initial.items()}
         if record["size"]:
             book[record["side"]][record["price"]] = record["size"]
         else:
             book[record["side"]].pop(record["price"], None)
-    for ticker in sorted(tickers):
-        if ticker in books:
-            yield ticker, books[ticker]
-        else:
-            try:
-                yield ticker, truth.initial_book(ticker)
-            except KeyError:
-                continue
+    for ticker in sorted(cutoffs):
+        yield ticker, books[ticker] if ticker in books else truth.initial_book(ticker)
 
 
-__all__ = ["TruthError", "TruthScan", "final_books", "open_truth"]
+__all__ = ["TruthError", "TruthScan", "open_truth", "seen_books"]
