@@ -77,3 +77,10 @@ def test_key_path_expands_home(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(None)
     assert settings.kalshi.private_key_path == Path.home() / "k.pem"
     assert settings.kalshi.has_credentials
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "demo-kalshi.yaml"])
+def test_shipped_config_files_load(name: str) -> None:
+    settings = load_settings(Path(__file__).resolve().parents[2] / "configs" / name)
+    assert settings.metrics.host == "127.0.0.1"
+    assert settings.kalshi.key_id is None, "no credentials are ever shipped"
