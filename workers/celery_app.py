@@ -10,6 +10,11 @@ Redis (`redis_url`) unless `KD_CELERY_BROKER_URL` names another; every broker ke
 `kd:{gatherer}:celery:` so the broker shares the streams' Redis database without touching a
 stream key, and two gatherers on one Redis do not share queues. docs/ingest.md explains the
 choices; the Celery message is only a trigger, the streams' pending lists carry delivery.
+
+Metrics (docs/metrics.md): the tasks record into prometheus_client; started with
+PROMETHEUS_MULTIPROC_DIR in the environment (`kalshi-data up` sets it per worker kind), every
+prefork child writes its values there and `python -m app.metrics serve KIND` sums them.
+`install_celery_hooks()` removes an exiting child's live-gauge files.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from celery.signals import worker_process_shutdown
 
 from app.config import load_settings
 from app.ingest import close_all, stream_names
+from app.metrics import install_celery_hooks
 
 settings = load_settings(os.environ.get("KD_CONFIG") or None)
 names = stream_names(settings)
@@ -99,6 +105,9 @@ app.conf.update(
     enable_utc=True,
     beat_schedule=beat_schedule(),
 )
+
+
+install_celery_hooks()
 
 
 @worker_process_shutdown.connect

@@ -3,6 +3,12 @@
 Order matters: ingest and job workers and beat start before the listener so that the first
 batches are drained at once; on the way down the listener stops first (it flushes what it holds
 to Redis), the streams are drained, then beat and the workers stop.
+
+Metrics (docs/metrics.md): with `metrics.enabled`, each Celery worker kind (ingest, jobs) gets
+its own PROMETHEUS_MULTIPROC_DIR, created and wiped here, before the worker starts, and an
+exporter child (`python -m app.metrics serve KIND`) that sums the kind's prefork children on
+the kind's port; the ingest exporter also refreshes the Redis stream gauges. The listener
+serves its own /metrics (app/listener/metrics.py).
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from app.config import Settings
+from app.config import ProcessKind, Settings
 from app.fleet.supervisor import ChildSpec, python_command
+from app.metrics import MULTIPROC_ENV, prepare_multiproc_dir
 
 CELERY_APP = "workers.celery_app"
 
@@ -34,30 +41,67 @@ def gatherer_env(settings: Settings, rest_url: str, ws_url: str, config: Path | 
     return env
 
 
+EXPORTER_READY_TEXT = "serving"  # "serving URL", or "not serving ..." on a busy port
+
+
+def exporter_spec(settings: Settings, kind: ProcessKind, env: dict[str, str]) -> ChildSpec:
+    """`python -m app.metrics serve KIND` for one Celery worker kind (its directory in `env`)."""
+    m = settings.metrics
+    argv = [
+        sys.executable, "-m", "app.metrics", "serve", kind, "--busy-port-ok",
+        "--host", m.host, "--port", str(m.port_for(kind)),
+    ]  # fmt: skip
+    if kind == "ingest":
+        argv += [
+            "--redis-url", settings.redis_url, "--gatherer", settings.gatherer,
+            "--book-partitions", str(settings.streams.book_partitions),
+            "--refresh", str(m.stream_refresh_s),
+        ]  # fmt: skip
+    return ChildSpec(name=f"{kind}-metrics", argv=argv, env=env, ready_text=EXPORTER_READY_TEXT)
+
+
+def worker_metrics_env(
+    settings: Settings, kind: ProcessKind, env: dict[str, str]
+) -> dict[str, str]:
+    """`env` plus PROMETHEUS_MULTIPROC_DIR for one worker kind, its directory wiped now
+    (before the worker starts: prometheus_client reads it at import, design-facts §6)."""
+    path = prepare_multiproc_dir(settings.metrics, kind)
+    return {**env, MULTIPROC_ENV: str(path)}
+
+
 def gatherer_specs(
     settings: Settings, env: dict[str, str], run_dir: Path, ingest_concurrency: int = 2
 ) -> list[ChildSpec]:
-    """Ingest workers, the jobs worker, beat and the listener, in start order."""
+    """Ingest workers, the jobs worker (each followed by its metrics exporter when metrics are
+    enabled), beat and the listener, in start order."""
     g = settings.gatherer
-    return [
+    metrics = settings.metrics.enabled
+    ingest_env = worker_metrics_env(settings, "ingest", env) if metrics else env
+    jobs_env = worker_metrics_env(settings, "jobs", env) if metrics else env
+    workers = [
         ChildSpec(
             name="ingest",
             argv=_celery(
                 "worker", "-Q", "ingest", "-c", str(ingest_concurrency), "--pool", "prefork",
                 "-n", f"ingest-{g}@%h", "--without-gossip", "--without-mingle", "-l", "INFO",
             ),
-            env=env,
+            env=ingest_env,
             ready_text="ready.",
         ),
+        *([exporter_spec(settings, "ingest", ingest_env)] if metrics else []),
         ChildSpec(
             name="jobs",
             argv=_celery(
                 "worker", "-Q", "jobs", "-c", "1", "--pool", "prefork",
                 "-n", f"jobs-{g}@%h", "--without-gossip", "--without-mingle", "-l", "INFO",
             ),
-            env=env,
+            env=jobs_env,
             ready_text="ready.",
         ),
+        *([exporter_spec(settings, "jobs", jobs_env)] if metrics else []),
+    ]  # fmt: skip
+    return [
+        *workers,
         ChildSpec(
             name="beat",
             argv=_celery(

@@ -27,7 +27,9 @@ from app.config import RegistrySettings
 from app.db.copy import write_rows
 from app.db.rows import DeadLetterRow, LifecycleEventRow, Row
 from app.logs import log_event
+from app.metrics import classify_dead_letter, record_dead_letters
 from app.normalize import FormatVersion, FrameEnvelope, datetime_from_ns, normalize_frame
+from app.normalize.frames import DEAD_LETTER_STAGE
 from app.registry import ChangeFeed, LifecycleEvent, apply_lifecycle_events
 from app.streams import DeadLetter, EnvelopeError, decode_entry, parse_dead_letter
 from app.streams.drain import Entry
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 # `dead_letters.stage` of rows copied from the dead-letter stream.
 STAGE_ENVELOPE = "envelope"  # the entry itself did not decode (corrupt, unknown version)
 STAGE_DRAIN = "drain"  # the entry decoded but its batch kept failing (poison)
+# Normalizer reasons (app/normalize/frames.py) of a frame that is not a JSON message object.
+UNPARSEABLE_REASONS = ("malformed JSON", "frame is not a JSON object", "frame has no 'type'")
 
 
 def entry_rows(
@@ -81,6 +85,38 @@ def rollback(conn: Any) -> None:
         conn.close()
 
 
+def dead_letter_class(row: DeadLetterRow) -> str:
+    """The `reason_class` label of a dead_letters row (docs/metrics.md)."""
+    if row.stage == STAGE_ENVELOPE:
+        return "corrupt_envelope"
+    if row.stage == DEAD_LETTER_STAGE:
+        reason = row.reason
+        if reason.startswith(UNPARSEABLE_REASONS) or row.msg_type is None:
+            return "unparseable_frame"  # not a JSON message object with a type
+        return "invalid_row"  # parsed, but not a row we can write (fields, unknown type)
+    return classify_dead_letter(row.reason)
+
+
+def record_dead_letter_rows(rows: Sequence[Row], inserted: int) -> None:
+    """Count the dead_letters rows of a committed transaction by reason class.
+
+    `inserted` is how many of them were new (`write_rows` skips rows already present); a
+    batch is new or a replay as a whole, so the first `inserted` dead letters are counted.
+    """
+    if inserted <= 0:
+        return
+    classes: dict[str, int] = {}
+    for row in rows:
+        if isinstance(row, DeadLetterRow):
+            reason_class = dead_letter_class(row)
+            classes[reason_class] = classes.get(reason_class, 0) + 1
+            inserted -= 1
+            if inserted == 0:
+                break
+    for reason_class, count in classes.items():
+        record_dead_letters(reason_class, count)
+
+
 def commit_rows(conn: Any, rows: Sequence[Row]) -> dict[str, int]:
     """`write_rows` in one transaction and commit; roll back (and re-raise) on any error."""
     try:
@@ -89,6 +125,7 @@ def commit_rows(conn: Any, rows: Sequence[Row]) -> dict[str, int]:
     except BaseException:
         rollback(conn)
         raise
+    record_dead_letter_rows(rows, counts.get("dead_letters", 0))
     return counts
 
 
@@ -123,6 +160,7 @@ def write_entries(
     except BaseException:
         rollback(conn)
         raise
+    record_dead_letter_rows(rows, counts.get("dead_letters", 0))
     if report is not None:
         counts["registry_status_changes"] = report.status_changes
         if feed is not None and (report.added or report.removed):

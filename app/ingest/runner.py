@@ -25,6 +25,7 @@ from app.db.engine import DatabaseUnavailable, connect
 from app.ingest.control_records import write_control_entries
 from app.ingest.handler import write_dead_letter_entries, write_entries
 from app.logs import log_event
+from app.metrics import record_drain, record_drain_failure, record_rows_by_table, time_write
 from app.normalize import FormatVersion
 from app.registry import ChangeFeed
 from app.streams import (
@@ -50,6 +51,9 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
 )
+
+# Keys of a handler's counts that are not tables (kd_ingest_rows_total is rows per table).
+NOT_TABLES = frozenset({"registry_status_changes"})
 
 _db: dict[str, tuple[int, psycopg2.extensions.connection]] = {}
 _redis: dict[str, tuple[int, redis.Redis]] = {}
@@ -149,7 +153,11 @@ def run_drain(settings: Settings, stream: str, *, budget_s: float | None = None)
     rows: dict[str, int] = {}
 
     def handle(write: Any, entries: list[Entry]) -> None:
-        for table, count in write(conn, entries).items():
+        with time_write():
+            counts: dict[str, int] = write(conn, entries)
+        # Committed: count the new rows per table (not the registry's status changes).
+        record_rows_by_table({t: n for t, n in counts.items() if t not in NOT_TABLES})
+        for table, count in counts.items():
             rows[table] = rows.get(table, 0) + count
 
     if stream == names.dead:
@@ -178,18 +186,23 @@ def run_drain(settings: Settings, stream: str, *, budget_s: float | None = None)
     else:
         raise ValueError(f"{stream!r} is not a stream of gatherer {settings.gatherer!r}")
 
-    result = drain(
-        client,
-        stream,
-        cfg.group,
-        consumer_name(),
-        partial(handle, writer),
-        budget_s=cfg.drain_budget_s if budget_s is None else budget_s,
-        count=cfg.drain_count,
-        min_idle_ms=cfg.min_idle_ms,
-        retryable=RETRYABLE,
-        **options,
-    )
+    try:
+        result = drain(
+            client,
+            stream,
+            cfg.group,
+            consumer_name(),
+            partial(handle, writer),
+            budget_s=cfg.drain_budget_s if budget_s is None else budget_s,
+            count=cfg.drain_count,
+            min_idle_ms=cfg.min_idle_ms,
+            retryable=RETRYABLE,
+            **options,
+        )
+    except BaseException:
+        record_drain_failure(stream)  # Redis unreachable, time limit: no result to record
+        raise
+    record_drain(result)
     if result.error is not None and conn.closed:
         discard_database(settings.database_url)
     run = IngestRun(result, rows)

@@ -44,9 +44,11 @@ from app.listener.control import (
     encode_control,
     gap_fields,
 )
+from app.listener.metrics import connection_role, metric_role
 from app.listener.sequence import SequenceTracker, Verdict
 from app.listener.stats import ConnectionStats, ListenerStats
 from app.logs import log_event
+from app.metrics import record_gap_detected, record_gap_recovered, record_reconnect
 from app.streams import Frame, JournalFull, StreamNames, StreamPublisher
 
 log = logging.getLogger("kalshi_data.listener")
@@ -115,6 +117,8 @@ class ConnectionManager:
         self._settings = settings
         self._stats = stats
         self.conn_stats = stats.connections.setdefault(shard, ConnectionStats(shard, role))
+        self.metric_role = connection_role(role, channels)
+        self.conn_stats.metric_role = self.metric_role
         self._on_market_rejected = on_market_rejected
         self._backoff = Backoff(settings.backoff_base_s, settings.backoff_max_s)
         self.desired: set[str] = set()
@@ -181,6 +185,7 @@ class ConnectionManager:
                 )
             self._stats.reconnects += 1
             self.conn_stats.reconnects += 1
+            record_reconnect(self.gatherer, self.metric_role)
             log_event(
                 log,
                 "listener_reconnecting",
@@ -535,7 +540,9 @@ class ConnectionManager:
                     self._snapshot_seen(session, sid, ticker)
         else:
             self._stats.unparseable_frames += 1
-        self._stats.frames_by_type[msg_type or "unparseable"] += 1
+        kind = msg_type or "unparseable"
+        self._stats.frames_by_type[kind] += 1
+        self._stats.bytes_by_type[kind] += len(raw)
         self._publisher.add(
             self._names.route(msg_type, ticker),
             Frame(raw, frame.received_ns, session.conn_id, sid, seq, gap),
@@ -614,6 +621,9 @@ class ConnectionManager:
             detected_ns=recv_ns,
         )
         self._stats.gaps_detected += 1
+        record_gap_detected(
+            self.gatherer, "orderbook" if book else metric_role(session.channel_of.get(sid))
+        )
         self._control(GAP_DETECTED, session, **record)
         log_event(
             log,
@@ -659,6 +669,7 @@ class ConnectionManager:
         now = time.time_ns()
         for record in gaps:
             self._stats.gaps_recovered += 1
+            record_gap_recovered(self.gatherer, self.metric_role)
             self._control(GAP_RECOVERED, session, **record, recovered_ns=now, recovery=mode)
         log_event(log, "listener_gaps_recovered", shard=self.shard, gaps=len(gaps), how=mode)
 

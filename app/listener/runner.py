@@ -28,15 +28,18 @@ from app.kalshi.errors import KalshiError
 from app.kalshi.rest import KalshiRest
 from app.listener.connection import ConnectionManager
 from app.listener.control import control_stream
+from app.listener.metrics import ListenerMetrics, start_listener_metrics
 from app.listener.shards import ShardMap
 from app.listener.stats import ListenerStats
 from app.logs import log_event
+from app.metrics import MetricsServer
 from app.registry.feed import ChangeFeed, Snapshot
 from app.streams import JournalFull, StreamNames, StreamPublisher, open_redis
 
 log = logging.getLogger("kalshi_data.listener")
 
 MarketSource = Callable[[], Iterable[str]]
+METRICS_SYNC_S = 1.0  # cadence of ListenerMetrics.sync (frames, publisher, connection gauges)
 
 
 def journal_dir(settings: Settings, listener: ListenerSettings) -> Path:
@@ -76,6 +79,8 @@ class Listener:
         self._publisher: StreamPublisher | None = None
         self._feed: ChangeFeed | None = None
         self.registry_version = 0
+        self.metrics = ListenerMetrics(settings.gatherer)
+        self.metrics_server: MetricsServer | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -92,6 +97,12 @@ class Listener:
             out["publisher"] = vars(self._publisher.stats)
         return out
 
+    def sync_metrics(self) -> None:
+        """Push the stats into the Prometheus metrics (every second; once more at exit)."""
+        self.metrics.sync(
+            self.stats, self._publisher.stats if self._publisher is not None else None
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         client = open_redis(s.redis_url, s.streams)
@@ -105,17 +116,21 @@ class Listener:
         await self._publisher.start()
         self._feed = ChangeFeed.from_url(s.redis_url, s.gatherer, s.registry)
         log_event(log, "listener_starting", gatherer=s.gatherer, url=self.url)
+        # Served (and closed by _shutdown) before any connection, so it shows one that fails.
+        self.metrics_server = start_listener_metrics(s.metrics)
         try:
             for channels in self.config.global_connections:
                 self._start_manager("+".join(channels), "global", channels)
             snapshot = await self._initial_markets()
             follower = asyncio.create_task(self._follow_registry(snapshot), name="registry")
             reporter = asyncio.create_task(self._report_stats(), name="stats")
+            metrics = asyncio.create_task(self._sync_metrics(), name="metrics")
             stopper = asyncio.create_task(stop.wait())
             await self._wait_for_stop(stopper)
             follower.cancel()
             reporter.cancel()
-            for task in (follower, reporter):
+            metrics.cancel()
+            for task in (follower, reporter, metrics):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         finally:
@@ -192,6 +207,10 @@ class Listener:
             await client.aclose()
             if self._feed is not None:
                 self._feed.redis.close()
+            self.sync_metrics()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+                self.metrics_server = None
             log_event(log, "listener_stopped", **_flat(self.snapshot_stats()))
 
     # -- markets --------------------------------------------------------------------------
@@ -269,6 +288,11 @@ class Listener:
         )
         self.registry_version = snapshot.version
         log_event(log, "listener_registry_resync", version=snapshot.version)
+
+    async def _sync_metrics(self) -> None:
+        while True:
+            self.sync_metrics()
+            await asyncio.sleep(METRICS_SYNC_S)
 
     async def _report_stats(self) -> None:
         while True:

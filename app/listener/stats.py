@@ -18,6 +18,7 @@ class ConnectionStats:
 
     shard: str
     role: str
+    metric_role: str = "other"  # the metrics `role` label (app.listener.metrics.metric_role)
     conn_id: str | None = None
     connected: bool = False
     sessions: int = 0
@@ -53,6 +54,7 @@ class ListenerStats:
 
     frames: int = 0
     frames_by_type: Counter[str] = field(default_factory=Counter)
+    bytes_by_type: Counter[str] = field(default_factory=Counter)
     unparseable_frames: int = 0
     control_frames: int = 0
     reconnects: int = 0
@@ -71,6 +73,7 @@ class ListenerStats:
         return {
             "frames": self.frames,
             "frames_by_type": dict(self.frames_by_type),
+            "bytes_by_type": dict(self.bytes_by_type),
             "unparseable_frames": self.unparseable_frames,
             "control_frames": self.control_frames,
             "reconnects": self.reconnects,

@@ -6,6 +6,10 @@
 
 `serve` needs PROMETHEUS_MULTIPROC_DIR in its environment *before* Python starts (the
 prometheus_client value class is chosen at import), so it refuses to run without it.
+
+It prints `serving URL` once it listens. With `--busy-port-ok` (what `kalshi-data up` uses) a
+port already in use is a warning, not an exit: it prints `not serving ...` and waits for
+SIGTERM, so a supervisor neither restarts it in a loop nor fails the whole gatherer for it.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--book-partitions", type=int, default=8)
     serve.add_argument("--stream", action="append", default=[], help="an extra stream name")
     serve.add_argument("--refresh", type=float, help="seconds between stream refreshes")
+    serve.add_argument(
+        "--busy-port-ok",
+        action="store_true",
+        help="a port in use is a warning: run on without serving until SIGTERM",
+    )
     return parser
 
 
@@ -73,9 +82,23 @@ def serve(args: argparse.Namespace) -> int:
     if multiprocess_dir() is None:
         print(f"error: {MULTIPROC_ENV} must be exported before this starts", file=sys.stderr)
         return 2
+    stopped = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         server = start_multiprocess_exporter(settings, args.kind, port=args.port)
-    except (MetricsConfigError, OSError) as exc:
+    except OSError as exc:
+        if not args.busy_port_ok:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"warning: not serving {args.kind} metrics: {exc}", flush=True)
+        stopped.wait()
+        return 0
+    except MetricsConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     loop: StreamGaugeLoop | None = None
@@ -84,13 +107,6 @@ def serve(args: argparse.Namespace) -> int:
         client = redis.Redis.from_url(args.redis_url, socket_timeout=5, socket_connect_timeout=5)
         loop = StreamGaugeLoop(client, lambda: streams, settings.stream_refresh_s).start()
     print(f"serving {server.url}", flush=True)
-    stopped = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     stopped.wait()
     if loop is not None:
         loop.stop()

@@ -28,7 +28,13 @@ def gatherer_env(postgres_admin_url: str, redis_test_url: str):
     name = f"kd_test_up_{uuid.uuid4().hex[:10]}"
     gatherer = f"t{uuid.uuid4().hex[:8]}"
     url = f"{postgres_admin_url.rsplit('/', 1)[0]}/{name}"
-    env = {"KD_DATABASE_URL": url, "KD_REDIS_URL": redis_test_url, "KD_GATHERER": gatherer}
+    env = {
+        "KD_DATABASE_URL": url,
+        "KD_REDIS_URL": redis_test_url,
+        "KD_GATHERER": gatherer,
+        # Metrics have their own test (test_metrics_up.py); here they would bind fixed ports.
+        "KD_METRICS__ENABLED": "false",
+    }
     yield env
     client = redis.Redis.from_url(redis_test_url)
     keys = list(client.scan_iter(f"kd:{gatherer}:*", count=1000))

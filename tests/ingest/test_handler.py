@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from app.config import Settings
 from app.ingest import STAGE_ENVELOPE, entry_rows, run_drain, stream_names, write_entries
 from app.ingest.runner import database
 from app.streams import Entry, Frame, decode_entry, stream_stats
+from tests.conftest import free_port
 from tests.ingest.conftest import publish, query
 from tests.normalize import examples
 
@@ -35,6 +38,11 @@ def real_frames(settings: Settings) -> list[tuple[str, Frame]]:
     ]
 
 
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's default registry (the in-process drains record there)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def table_counts(url: str) -> dict[str, int]:
     tables = (
         "raw_frames",
@@ -54,10 +62,32 @@ def test_drain_writes_every_frame_and_dead_letters_malformed(
     items = real_frames(settings)
     publish(settings, items, tmp_path / "j")
     names = stream_names(settings)
+    watched = {
+        "raw": ("kd_ingest_rows_total", {"table": "raw_frames"}),
+        "trades": ("kd_ingest_rows_total", {"table": "trades"}),
+        "dead": ("kd_ingest_rows_total", {"table": "dead_letters"}),
+        "unparseable": ("kd_dead_letters_total", {"reason_class": "unparseable_frame"}),
+        "invalid": ("kd_dead_letters_total", {"reason_class": "invalid_row"}),
+        "writes": ("kd_ingest_write_duration_seconds_count", {}),
+        "drains": ("kd_ingest_drains_total", {"stream": names.trade}),
+        "frames": ("kd_ingest_frames_total", {"stream": names.trade}),
+    }
+    before = {key: metric(name, **labels) for key, (name, labels) in watched.items()}
 
     runs = [run_drain(settings, stream) for stream in names.data_streams]
     assert all(r.drain.error is None and r.drain.exhausted for r in runs)
     assert sum(r.drain.frames for r in runs) == len(items)
+    moved = {key: metric(n, **labels) - before[key] for key, (n, labels) in watched.items()}
+    assert moved == {
+        "raw": 8,
+        "trades": 1,
+        "dead": 2,
+        "unparseable": 1,  # MALFORMED
+        "invalid": 1,  # UNSUPPORTED
+        "writes": sum(1 for r in runs if r.drain.handled),
+        "drains": 1,
+        "frames": 2,
+    }
 
     url = settings.database_url
     assert table_counts(url) == {
@@ -141,12 +171,16 @@ def test_corrupt_entry_reaches_dead_letters_table(settings: Settings, client: re
     names = stream_names(settings)
     fields = {b"v": b"1", b"n": b"1", b"p": b"x", b"q": b"1", b"d": b"\x00garbage"}
     client.xadd(names.trade, fields)  # type: ignore[arg-type]
+    lettered = metric("kd_ingest_entries_dead_lettered_total", stream=names.trade)
+    corrupt = metric("kd_dead_letters_total", reason_class="corrupt_envelope")
 
     run = run_drain(settings, names.trade)
     assert run.drain.dead_lettered == 1 and run.drain.handled == 0
+    assert metric("kd_ingest_entries_dead_lettered_total", stream=names.trade) == lettered + 1
 
     first = run_drain(settings, names.dead)
     assert first.drain.handled == 1 and first.rows == {"dead_letters": 1}
+    assert metric("kd_dead_letters_total", reason_class="corrupt_envelope") == corrupt + 1
     rows = query(settings.database_url, "SELECT stage, stream, raw, reason FROM dead_letters")
     assert len(rows) == 1
     stage, stream, raw, reason = rows[0]
@@ -194,8 +228,10 @@ def test_database_outage_leaves_entries_pending_and_reconnects(
     pid = conn.get_backend_pid()
     query(settings.database_url, "SELECT pg_terminate_backend(%s)", pid)
 
+    failures = metric("kd_ingest_drains_failed_total", stream=names.trade)
     failed = run_drain(settings, names.trade)
     assert failed.drain.error is not None and failed.drain.failed == 1
+    assert metric("kd_ingest_drains_failed_total", stream=names.trade) == failures + 1
     assert failed.drain.handled == 0
     pending = client.xpending_range(names.trade, settings.streams.group, "-", "+", 10)
     assert [p["times_delivered"] for p in pending] == [0]  # retryable: count restored
@@ -207,3 +243,14 @@ def test_database_outage_leaves_entries_pending_and_reconnects(
     assert ok.drain.error is None and ok.drain.handled == 1
     assert ok.rows == {"raw_frames": 2, "dead_letters": 1, "trades": 1}
     assert database(settings.database_url) is not conn
+
+
+def test_drain_that_raises_counts_as_failed(settings: Settings) -> None:
+    unreachable = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    stream = stream_names(settings).trade
+    runs = metric("kd_ingest_drains_total", stream=stream)
+    failures = metric("kd_ingest_drains_failed_total", stream=stream)
+    with pytest.raises(redis.ConnectionError):
+        run_drain(unreachable, stream)
+    assert metric("kd_ingest_drains_total", stream=stream) == runs + 1
+    assert metric("kd_ingest_drains_failed_total", stream=stream) == failures + 1

@@ -17,7 +17,7 @@ import orjson
 import pytest
 import redis
 
-from app.config import KalshiSettings, Settings, StreamSettings
+from app.config import KalshiSettings, MetricsSettings, Settings, StreamSettings
 from app.listener import Listener, ListenerSettings, parse_control
 from app.registry.feed import ChangeFeed
 from app.simulator.truth import load_truth
@@ -38,7 +38,15 @@ def gatherer(redis_test_url: str) -> Iterator[str]:
     client.close()
 
 
-def make_settings(gatherer: str, redis_url: str, sim: Sim, tmp_path: Path) -> Settings:
+def make_settings(
+    gatherer: str,
+    redis_url: str,
+    sim: Sim,
+    tmp_path: Path,
+    metrics: MetricsSettings | None = None,
+) -> Settings:
+    """Settings of an in-process listener; no /metrics server unless `metrics` asks for one
+    (tests run in parallel and the default port is shared)."""
     return Settings(
         gatherer=gatherer,
         redis_url=redis_url,
@@ -51,6 +59,7 @@ def make_settings(gatherer: str, redis_url: str, sim: Sim, tmp_path: Path) -> Se
             high_water_memory_bytes=0,
             journal_dir=tmp_path / "journal",
         ),
+        metrics=metrics or MetricsSettings(enabled=False),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from app.listener import Listener
-from tests.conftest import KALSHI_DATA, REPO, clean_env, run_cli
+from tests.conftest import KALSHI_DATA, REPO, clean_env, free_port, run_cli
 from tests.listener.conftest import (
     EPOCH_MS,
     Running,
@@ -20,6 +20,7 @@ from tests.listener.conftest import (
     make_settings,
     read_published,
 )
+from tests.metrics.conftest import sample_total, scrape
 from tests.streams.conftest import RedisServer
 
 
@@ -65,10 +66,12 @@ def test_cli_runs_and_stops_cleanly_on_sigterm(
     sim_factory, gatherer: str, redis_test_url: str, tmp_path: Path
 ) -> None:
     sim = sim_factory("--markets", "20", "--rate", "100", "--epoch-ms", str(EPOCH_MS))
+    metrics_port = free_port()
     env = clean_env(
         KD_GATHERER=gatherer,
         KD_REDIS_URL=redis_test_url,
         KD_STREAMS__JOURNAL_DIR=str(tmp_path / "journal"),
+        KD_METRICS__PORTS__LISTENER=str(metrics_port),
     )
     log = (tmp_path / "listener.log").open("w")
     process = subprocess.Popen(
@@ -87,6 +90,12 @@ def test_cli_runs_and_stops_cleanly_on_sigterm(
             assert process.poll() is None, (tmp_path / "listener.log").read_text()
             assert time.monotonic() < deadline, "listener published nothing"
             time.sleep(0.1)
+        # The process serves its metrics on the configured port (docs/metrics.md).
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        while not (sample_total(scrape(url), "kd_listener_frames_total") > 0):
+            assert time.monotonic() < deadline, "no frames in the listener's /metrics"
+            time.sleep(0.2)
+        assert 'connection="ticker"' in scrape(url)
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0, (tmp_path / "listener.log").read_text()
     finally:

@@ -39,6 +39,25 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+def sample_total(text: str, name: str, **labels: str) -> float:
+    """The sum of every `name` sample whose labels include `labels` (0 when there is none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        pairs = dict(
+            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
+        )
+        found = {key: val.strip('"') for key, val in pairs.items()}
+        if all(found.get(key) == val for key, val in labels.items()):
+            total += float(value)
+    return total
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -4,6 +4,7 @@ children's files (design-facts §6), plus the stream gauges refreshed by the exp
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -146,3 +147,30 @@ def test_prepare_dir_command_prints_path(tmp_path: Path) -> None:
     )  # fmt: skip
     assert Path(done.stdout.strip()) == (tmp_path / "jobs").resolve()
     assert (tmp_path / "jobs").is_dir()
+
+
+def test_serve_on_a_busy_port(tmp_path: Path) -> None:
+    """Plain `serve` exits 2; with --busy-port-ok (what `up` runs) it warns and idles until
+    SIGTERM, so a supervisor does not restart it in a loop."""
+    directory = prepare_multiproc_dir(MetricsSettings(multiproc_dir=tmp_path), "jobs")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        argv = [sys.executable, "-m", "app.metrics", "serve", "jobs", "--port", port]
+        env = multiproc_environ(directory)
+        done = subprocess.run(
+            argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.returncode == 2 and "error:" in done.stderr
+        tolerant = subprocess.Popen(
+            [*argv, "--busy-port-ok"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert tolerant.stdout is not None
+            line = tolerant.stdout.readline()
+            assert line.startswith("warning: not serving jobs metrics"), line
+            assert tolerant.poll() is None
+        finally:
+            stop(tolerant)
+        assert tolerant.returncode == 0
