@@ -22,6 +22,30 @@ class UnitError(ValueError):
     """A wire number that cannot be converted exactly (garbage, NaN, too many decimals)."""
 
 
+# Fast path for the common wire shape: optional '-', ASCII digits, optional '.' and ASCII
+# digits, short enough that the Decimal path is exact too (a coefficient of at most 28 digits
+# times the scale never rounds in the default context). Anything else goes through Decimal.
+_FAST_MAX_LEN = 24
+
+
+def _fast_scaled(value: str, places: int, scale: int) -> int | None:
+    """`value` scaled to an integer when it is a plain fixed-point string with at most `places`
+    decimals; None when the general (Decimal) path must decide."""
+    if len(value) > _FAST_MAX_LEN or not value.isascii():
+        return None
+    whole, _, frac = value.partition(".")
+    negative = whole.startswith("-")
+    if negative:
+        whole = whole[1:]
+    # ASCII-only, so isdigit() means exactly [0-9]; an empty whole part (".5") is not fast.
+    if not whole.isdigit() or len(frac) > places or (frac and not frac.isdigit()):
+        return None
+    scaled = int(whole) * scale
+    if frac:
+        scaled += int(frac) * 10 ** (places - len(frac))
+    return -scaled if negative else scaled
+
+
 def _decimal(value: str | int, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise UnitError(f"{what}: expected a string or integer, got {type(value).__name__}")
@@ -43,11 +67,19 @@ def _exact_int(number: Decimal, scale: Decimal, what: str, raw: object) -> int:
 
 def dollars_to_micros(value: str | int) -> int:
     """Parse a fixed-point dollar string ("0.5600", "0.960", "12") into micro-dollars."""
+    if type(value) is str:
+        fast = _fast_scaled(value, 6, MICROS_PER_DOLLAR)
+        if fast is not None:
+            return fast
     return _exact_int(_decimal(value, "price"), _MICRO, "price", value)
 
 
 def count_to_hundredths(value: str | int) -> int:
     """Parse a fixed-point contract count ("136.00", "-54.00") into hundredths of a contract."""
+    if type(value) is str:
+        fast = _fast_scaled(value, 2, HUNDREDTHS_PER_CONTRACT)
+        if fast is not None:
+            return fast
     return _exact_int(_decimal(value, "count"), _HUNDRED, "count", value)
 
 

@@ -42,12 +42,17 @@ class CopyEncodingError(ValueError):
 
 
 def _text(value: str) -> str:
+    # Fast path: printable text has no NUL, tab, newline or CR; only a backslash needs escaping.
+    if type(value) is str and value.isprintable() and "\\" not in value:
+        return value
     if "\x00" in value:
         raise CopyEncodingError("text cannot contain NUL characters")
     return value.translate(_ESCAPE)
 
 
 def _integer(value: int) -> str:
+    if type(value) is int:
+        return str(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise CopyEncodingError(f"expected an integer, got {value!r}")
     return str(value)
@@ -60,6 +65,8 @@ def _boolean(value: bool) -> str:
 
 
 def _timestamptz(value: datetime) -> str:
+    if type(value) is datetime and value.tzinfo is not None:
+        return value.isoformat()
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise CopyEncodingError(f"expected a timezone-aware datetime, got {value!r}")
     return value.isoformat()
@@ -67,6 +74,8 @@ def _timestamptz(value: datetime) -> str:
 
 def _bytea(value: bytes) -> str:
     # COPY text unescapes `\\x..` to `\x..`, which bytea reads as hex.
+    if type(value) is bytes:
+        return "\\\\x" + value.hex()
     return "\\\\x" + bytes(value).hex()
 
 
@@ -149,10 +158,14 @@ def encode_rows(table: str | TableSpec, rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         if len(row) != width:
             raise CopyEncodingError(f"{spec.name}: expected {width} values, got {len(row)}")
-        fields = []
-        for encode, value in zip(encoders, row, strict=True):
-            fields.append(NULL if value is None else encode(value))
-        lines.append("\t".join(fields))
+        lines.append(
+            "\t".join(
+                [
+                    NULL if value is None else encode(value)
+                    for encode, value in zip(encoders, row, strict=True)
+                ]
+            )
+        )
     return "\n".join(lines) + "\n" if lines else ""
 
 

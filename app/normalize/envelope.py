@@ -12,9 +12,21 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_NS = 253_402_300_799_999_999_999
 
 
+# The last conversion: a frame's receive time is converted several times in a row (version
+# choice, raw frame row, typed row). One tuple, replaced whole, so readers never see a torn pair.
+_last: tuple[int, datetime] = (0, EPOCH)
+
+
 def datetime_from_ns(ns: int) -> datetime:
     """UTC datetime of a Unix time in ns, truncated to the microsecond timestamptz keeps."""
-    return EPOCH + timedelta(microseconds=ns // 1000)
+    global _last
+    last = _last
+    if last[0] == ns and type(ns) is int:
+        return last[1]
+    result = EPOCH + timedelta(microseconds=ns // 1000)
+    if type(ns) is int:
+        _last = (ns, result)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
