@@ -28,6 +28,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (from /proc, so no extra dependency)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass(frozen=True)
 class KeyPair:
     """An RSA key pair generated for one test session, written as PEM files."""

@@ -24,7 +24,7 @@ import psycopg2
 import pytest
 import redis
 
-from tests.conftest import KALSHI_DATA, REPO, clean_env, free_port
+from tests.conftest import KALSHI_DATA, REPO, children_of, clean_env, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -218,21 +218,6 @@ def crash_env(tmp_path: Path, own_postgres: PostgresCluster, own_redis: RedisSer
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
-
-
-def children_of(pid: int) -> list[int]:
-    """PIDs whose parent is `pid` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def cmdline(pid: int) -> list[str]:

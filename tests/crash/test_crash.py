@@ -20,8 +20,8 @@ import pytest
 import redis
 
 from app.streams import StreamNames, stream_stats
-from tests.conftest import run_cli
-from tests.crash.conftest import PostgresCluster, RedisServer, UpRun, children_of
+from tests.conftest import children_of, run_cli
+from tests.crash.conftest import PostgresCluster, RedisServer, UpRun
 
 pytestmark = pytest.mark.timeout(240)
 

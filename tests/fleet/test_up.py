@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 import redis
 
-from tests.conftest import KALSHI_DATA, REPO, clean_env, run_cli
+from tests.conftest import KALSHI_DATA, REPO, children_of, clean_env, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,20 +46,6 @@ def gatherer_env(postgres_admin_url: str, redis_test_url: str):
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def test_up_captures_exactly_what_the_exchange_sent(tmp_path: Path, gatherer_env) -> None:
@@ -104,7 +90,7 @@ def test_up_stops_cleanly_on_ctrl_c_and_leaves_no_children(tmp_path: Path, gathe
         children: list[int] = []
         while time.monotonic() < deadline and len(children) < 5:
             time.sleep(0.5)
-            children = _children_of(process.pid)
+            children = children_of(process.pid)
         assert len(children) == 5, f"expected sim, ingest, jobs, beat, listener: {children}"
         time.sleep(3)
         process.send_signal(signal.SIGINT)
