@@ -209,6 +209,25 @@ class Truth:
     final: FinalState | None
     market_count: int
 
+    @classmethod
+    def empty(cls, directory: Path, meta: TruthMeta, market_count: int) -> Truth:
+        """A truth with nothing read yet but what regenerating markets and books needs."""
+        return cls(
+            directory=directory,
+            meta=meta,
+            catalog=catalog_for(meta),
+            book_changes=[],
+            trades=[],
+            lifecycle=[],
+            closes=[],
+            events_created=[],
+            frames={},
+            connections={},
+            faults=[],
+            final=None,
+            market_count=market_count,
+        )
+
     @cached_property
     def markets(self) -> dict[str, MarketTruth]:
         """Every market that existed at the end, by ticker (built on first access)."""
@@ -395,21 +414,7 @@ def load_truth(directory: Path | str) -> Truth:
     """Read a whole truth directory (meta, exchange log, frames, faults, final state)."""
     directory = Path(directory)
     meta = read_meta(directory)
-    truth = Truth(
-        directory=directory,
-        meta=meta,
-        catalog=catalog_for(meta),
-        book_changes=[],
-        trades=[],
-        lifecycle=[],
-        closes=[],
-        events_created=[],
-        frames={},
-        connections={},
-        faults=[],
-        final=None,
-        market_count=meta.markets,
-    )
+    truth = Truth.empty(directory, meta, meta.markets)
     created = 0
     for record in iter_exchange(directory):
         kind = record["kind"]

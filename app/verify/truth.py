@@ -21,7 +21,7 @@ import orjson
 from app.db.rows import OrderbookDeltaRow, OrderbookSnapshotRow, TradeRow
 from app.normalize import FormatVersion, FrameEnvelope, normalize_frame
 from app.simulator.recorder import CONNECTIONS_FILE, EXCHANGE_FILE, FRAMES_FILE
-from app.simulator.truth import Truth, TruthError, TruthMeta, catalog_for, iter_frames, read_meta
+from app.simulator.truth import Truth, TruthError, TruthMeta, iter_frames, read_meta
 from app.verify.compare import Book
 from app.verify.records import gap_record, record_for, session_record
 from app.verify.spill import Tagged
@@ -123,21 +123,7 @@ class TruthScan:
 
 def _exchange_truth(directory: Path, meta: TruthMeta) -> Truth:
     """A `Truth` holding only what `initial_book` needs (no frames, no exchange log)."""
-    return Truth(
-        directory=directory,
-        meta=meta,
-        catalog=catalog_for(meta),
-        book_changes=[],
-        trades=[],
-        lifecycle=[],
-        closes=[],
-        events_created=[],
-        frames={},
-        connections={},
-        faults=[],
-        final=None,
-        market_count=sys.maxsize,
-    )
+    return Truth.empty(directory, meta, sys.maxsize)
 
 
 def _end_of_millisecond_ns(stamp: datetime) -> int:
