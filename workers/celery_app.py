@@ -83,6 +83,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
 
 app = Celery("kalshi_data", include=["tasks.ingest", "tasks.maintenance"])
 app.conf.update(
+    # stock PersistentScheduler can exit 1 on SIGTERM (closes its shelf twice)
+    beat_scheduler="workers.beat_scheduler:ShutdownSafeScheduler",
     broker_url=os.environ.get("KD_CELERY_BROKER_URL") or settings.redis_url,
     broker_transport_options={
         "global_keyprefix": f"kd:{settings.gatherer}:celery:",
