@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.db.tables import GATHERER_RETENTION_DAYS, PRODUCTION_RETENTION_DAYS, TABLES
 
 KALSHI_PROD_REST = "https://external-api.kalshi.com/trade-api/v2"
 KALSHI_PROD_WS = "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
@@ -178,6 +187,10 @@ class StreamSettings(_Section):
     janitor_idle_ms: int = Field(3_600_000, ge=0, description="delete idle empty consumers")
     trim_retain_ms: int = Field(0, ge=0, description="also keep acked entries this young")
     trim_approximate: bool = Field(True, description="XTRIM MINID ~ (whole nodes only)")
+    trim_interval_s: float = Field(60.0, gt=0, description="beat period of the trim job [§6]")
+    janitor_interval_s: float = Field(
+        600.0, gt=0, description="beat period of the idle-consumer janitor"
+    )
 
     @property
     def low_water_entries(self) -> int:
@@ -245,6 +258,82 @@ class ListenerSettings(_Section):
         return value
 
 
+DatabaseRole = Literal["gatherer", "production"]
+
+_ROLE_RETENTION_DAYS = {
+    "gatherer": GATHERER_RETENTION_DAYS,
+    "production": PRODUCTION_RETENTION_DAYS,
+}
+
+
+class PartitionSettings(_Section):
+    """Daily partitions ahead and retention of the time-series tables (docs/ingest.md).
+
+    The retention defaults come from `app.db.tables` for the database's `role` (gatherer: a
+    buffer of days, STO-3..STO-5; production: STO-14); `retention_days` overrides single tables.
+    """
+
+    role: DatabaseRole = Field(
+        "gatherer", description="which retention defaults apply: the gatherer buffer or production"
+    )
+    retention_days: dict[str, int | None] = Field(
+        default_factory=dict,
+        description="per-table override of the role's retention in days; null = keep forever",
+    )
+    days_ahead: int = Field(7, ge=1, le=366, description="daily partitions created ahead")
+    days_back: int = Field(1, ge=0, le=366, description="...and behind (late, replayed rows)")
+    ensure_interval_s: float = Field(
+        3600.0, gt=0, description="beat period of the create-ahead job [§6]"
+    )
+    drop_expired_interval_s: float = Field(
+        3600.0, gt=0, description="beat period of the retention job [§6, STO-23]"
+    )
+    lock_timeout_ms: int = Field(
+        5000,
+        ge=1,
+        description="lock_timeout of partition DDL, so it never queues ingest writes for long",
+    )
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _forever_words(cls, value: Any) -> Any:
+        # an environment variable cannot hold YAML's null: accept the words for it
+        if isinstance(value, dict):
+            return {
+                key: None if isinstance(days, str) and days.lower() in {"null", "none"} else days
+                for key, days in value.items()
+            }
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _known_tables(cls, value: dict[str, int | None]) -> dict[str, int | None]:
+        partitioned = sorted(name for name, spec in TABLES.items() if spec.partitioned)
+        for table, days in value.items():
+            if table not in partitioned:
+                raise ValueError(
+                    f"unknown time-series table {table!r}; known: {', '.join(partitioned)}"
+                )
+            if days is not None and days < 0:
+                raise ValueError(f"retention of {table} must be >= 0 days or null, got {days}")
+        return value
+
+    @model_validator(mode="after")
+    def _retention_covers_days_back(self) -> PartitionSettings:
+        # a partition created behind and dropped as expired would be churned every hour
+        for table, days in self.retention().items():
+            if days is not None and days < self.days_back:
+                raise ValueError(
+                    f"retention of {table} ({days} d) is shorter than days_back "
+                    f"({self.days_back}): its partitions would be dropped and re-created"
+                )
+        return self
+
+    def retention(self) -> dict[str, int | None]:
+        """Retention days of every time-series table: the role's defaults plus overrides."""
+        return {**_ROLE_RETENTION_DAYS[self.role], **self.retention_days}
+
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 ProcessKind = Literal["listener", "ingest", "jobs", "beat", "dedup"]
 
@@ -303,6 +392,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     streams: StreamSettings = StreamSettings()
     listener: ListenerSettings = ListenerSettings()
+    partitions: PartitionSettings = PartitionSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -1,10 +1,12 @@
-"""Jobs-queue tasks: stream trimming, consumer janitor, partitions ahead, market registry."""
+"""Jobs-queue tasks: stream trimming, consumer janitor, partitions ahead, retention, market
+registry. Each calls one `app.ingest` job, which records its own metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.ingest import (
+    drop_expired,
     maintain_partitions,
     reap_consumers,
     reconcile_registry,
@@ -36,6 +38,12 @@ def reap_idle_consumers() -> dict[str, list[str]]:
 def ensure_partitions() -> list[str]:
     """Create the coming days' partitions; the names created."""
     return maintain_partitions(settings)
+
+
+@app.task(name="kd.maintenance.drop_expired_partitions", **LIMITS)
+def drop_expired_partitions() -> dict[str, list[str]]:
+    """Drop partitions past each table's retention; the names dropped, by table."""
+    return drop_expired(settings)
 
 
 @app.task(name="kd.registry.reconcile", **LIMITS)

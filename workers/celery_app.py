@@ -14,7 +14,9 @@ choices; the Celery message is only a trigger, the streams' pending lists carry 
 Metrics (docs/metrics.md): the tasks record into prometheus_client; started with
 PROMETHEUS_MULTIPROC_DIR in the environment (`kalshi-data up` sets it per worker kind), every
 prefork child writes its values there and `python -m app.metrics serve KIND` sums them.
-`install_celery_hooks()` removes an exiting child's live-gauge files.
+`install_celery_hooks()` removes an exiting child's live-gauge files. The jobs record their own
+runs (`app.ingest.jobs`); the beat schedule takes every job period from the settings through
+`app.ingest.job_intervals`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown
 
-from app.config import load_settings
-from app.ingest import close_all, stream_names
+from app.config import Settings, load_settings
+from app.ingest import close_all, job_intervals, stream_names
 from app.metrics import install_celery_hooks
 
 settings = load_settings(os.environ.get("KD_CONFIG") or None)
-names = stream_names(settings)
 
 # A drain stops itself after `drain_budget_s`; the soft limit only catches a stuck database.
 DRAIN_SOFT_LIMIT_S = settings.streams.drain_budget_s + 30
@@ -40,13 +41,26 @@ JOB_HARD_LIMIT_S = 360
 
 DRAIN_EVERY_S = 1.0
 DEAD_LETTERS_EVERY_S = 10.0
-TRIM_EVERY_S = 60.0
-REAP_EVERY_S = 600.0
-PARTITIONS_EVERY_S = 3600.0
+
+# beat entry -> (task, job); each job's period is a setting, read through `job_intervals`
+JOB_ENTRIES: tuple[tuple[str, str, str], ...] = (
+    ("trim streams", "kd.maintenance.trim_streams", "trim_streams"),
+    ("reap idle consumers", "kd.maintenance.reap_consumers", "reap_consumers"),
+    ("ensure partitions", "kd.maintenance.ensure_partitions", "ensure_partitions"),
+    (
+        "drop expired partitions",
+        "kd.maintenance.drop_expired_partitions",
+        "drop_expired_partitions",
+    ),
+    ("reconcile registry", "kd.registry.reconcile", "reconcile_registry"),
+    ("refresh subscriptions", "kd.registry.refresh_subscriptions", "refresh_subscriptions"),
+)
 
 
-def beat_schedule() -> dict[str, dict[str, Any]]:
-    """One drain per data stream every second, the dead letters every 10 s, the jobs."""
+def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
+    """One drain per data stream every second, the dead letters every 10 s, the jobs at their
+    configured periods."""
+    names = stream_names(config)
     schedule: dict[str, dict[str, Any]] = {
         f"drain {stream}": {
             "task": "kd.ingest.drain",
@@ -62,17 +76,9 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         "args": (names.dead,),
         "options": {"queue": "ingest", "expires": 5},
     }
-    for name, task, every in (
-        ("trim streams", "kd.maintenance.trim_streams", TRIM_EVERY_S),
-        ("reap idle consumers", "kd.maintenance.reap_consumers", REAP_EVERY_S),
-        ("ensure partitions", "kd.maintenance.ensure_partitions", PARTITIONS_EVERY_S),
-        ("reconcile registry", "kd.registry.reconcile", settings.registry.reconcile_interval_s),
-        (
-            "refresh subscriptions",
-            "kd.registry.refresh_subscriptions",
-            settings.registry.subscription_refresh_s,
-        ),
-    ):
+    intervals = job_intervals(config)
+    for name, task, job in JOB_ENTRIES:
+        every = intervals[job]
         schedule[name] = {
             "task": task,
             "schedule": every,
@@ -105,7 +111,7 @@ app.conf.update(
     accept_content=["json"],
     timezone="UTC",
     enable_utc=True,
-    beat_schedule=beat_schedule(),
+    beat_schedule=beat_schedule(settings),
 )
 
 

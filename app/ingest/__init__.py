@@ -2,7 +2,8 @@
 
 `write_entries` is the batch handler (pure apart from the connection it is given);
 `run_drain` is one Celery drain task run; `trim_streams`, `reap_consumers`,
-`maintain_partitions`, `reconcile_registry` and `refresh_subscriptions` are the jobs.
+`maintain_partitions`, `drop_expired`, `reconcile_registry` and `refresh_subscriptions` are the
+jobs, `job_intervals` their beat periods.
 docs/ingest.md has the flow, the settings and the idempotency argument;
 `workers/celery_app.py` and `tasks/` wire these into Celery.
 """
@@ -17,6 +18,8 @@ from app.ingest.handler import (
     write_entries,
 )
 from app.ingest.jobs import (
+    drop_expired,
+    job_intervals,
     maintain_partitions,
     reap_consumers,
     reconcile_registry,
@@ -43,8 +46,10 @@ __all__ = [
     "commit_rows",
     "database",
     "dead_letter_rows",
+    "drop_expired",
     "entry_rows",
     "format_version",
+    "job_intervals",
     "maintain_partitions",
     "reap_consumers",
     "reconcile_registry",

@@ -1,19 +1,61 @@
 """The jobs-queue work of a gatherer: stream trimming, the consumer janitor, partitions ahead,
-and the market registry's reconcile and subscription refresh (DESIGN §6)."""
+retention, and the market registry's reconcile and subscription refresh (DESIGN §6).
+
+Every job is a plain function of `Settings` wrapped by `_job`, which records its run, duration
+and last success (docs/metrics.md); `job_intervals` is the one place that maps a job to its
+configured beat period, read by both the beat schedule and the staleness metric. Nothing here
+imports Celery's app or `tasks/`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from app.config import Settings
-from app.db.partitions import ensure_partitions
+from app.db.partitions import drop_expired_partitions, ensure_partitions
+from app.db.tables import TIME_SERIES_TABLES
 from app.ingest.handler import rollback
 from app.ingest.runner import database, discard_database, redis_client, stream_names
 from app.kalshi.rest import KalshiRest
+from app.metrics import record_job, record_partitions_created, record_partitions_dropped
 from app.registry import ChangeFeed, reconcile
 from app.streams import TrimResult, reap_idle_consumers, trim_stream
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
+
+def job_intervals(settings: Settings) -> dict[str, float]:
+    """Beat period in seconds of every job, by job name (the metrics' `job_name` label)."""
+    return {
+        "trim_streams": settings.streams.trim_interval_s,
+        "reap_consumers": settings.streams.janitor_interval_s,
+        "ensure_partitions": settings.partitions.ensure_interval_s,
+        "drop_expired_partitions": settings.partitions.drop_expired_interval_s,
+        "reconcile_registry": settings.registry.reconcile_interval_s,
+        "refresh_subscriptions": settings.registry.subscription_refresh_s,
+    }
+
+
+def _job(
+    name: str,
+) -> Callable[[Callable[Concatenate[Settings, P], R]], Callable[Concatenate[Settings, P], R]]:
+    """Record every run of the decorated job under `name` (outcome, duration, last success)."""
+
+    def wrap(func: Callable[Concatenate[Settings, P], R]) -> Callable[Concatenate[Settings, P], R]:
+        @functools.wraps(func)
+        def run(settings: Settings, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            with record_job(name, job_intervals(settings)[name]):
+                return func(settings, *args, **kwargs)
+
+        return run
+
+    return wrap
+
+
+@_job("trim_streams")
 def trim_streams(settings: Settings) -> list[TrimResult]:
     """Safely trim every stream of this gatherer (below what every group still needs)."""
     client = redis_client(settings.redis_url, settings.streams.redis_timeout_s)
@@ -28,6 +70,7 @@ def trim_streams(settings: Settings) -> list[TrimResult]:
     ]
 
 
+@_job("reap_consumers")
 def reap_consumers(settings: Settings) -> dict[str, list[str]]:
     """Delete idle consumers with nothing pending from every stream; returns what went."""
     client = redis_client(settings.redis_url, settings.streams.redis_timeout_s)
@@ -41,22 +84,62 @@ def reap_consumers(settings: Settings) -> dict[str, list[str]]:
     return reaped
 
 
-def maintain_partitions(settings: Settings, *, lock_timeout_ms: int = 5_000) -> list[str]:
-    """Create the daily partitions ahead (and rescue stray DEFAULT rows); commit.
+def _set_lock_timeout(conn: Any, settings: Settings) -> None:
+    """Bound the wait for the parent's ACCESS EXCLUSIVE lock in this transaction, so partition
+    DDL never queues ingest writes behind it for long; a timeout raises and the next run retries.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL lock_timeout = %s", (f"{settings.partitions.lock_timeout_ms}ms",))
 
-    A short `lock_timeout` keeps the ACCESS EXCLUSIVE lock request from queueing ingest writes
-    behind it for long; a timeout raises and the next hourly run tries again.
+
+@_job("ensure_partitions")
+def maintain_partitions(settings: Settings) -> list[str]:
+    """Create `partitions.days_back` .. `days_ahead` daily partitions of every time-series table
+    (and rescue stray DEFAULT rows); commit table by table. Returns the partitions created.
+
+    One transaction per table holds one parent's lock at a time, and what was committed before
+    a lock timeout stays (and is counted).
     """
     conn = database(settings.database_url)
+    config = settings.partitions
+    created: list[str] = []
     try:
-        with conn.cursor() as cur:
-            cur.execute("SET LOCAL lock_timeout = %s", (f"{int(lock_timeout_ms)}ms",))
-        created = ensure_partitions(conn)
-        conn.commit()
+        for spec in TIME_SERIES_TABLES:
+            _set_lock_timeout(conn, settings)
+            names = ensure_partitions(conn, config.days_ahead, config.days_back, tables=[spec])
+            conn.commit()
+            record_partitions_created(spec.name, len(names))
+            created.extend(names)
     except BaseException:
         _abandon(settings, conn)
         raise
     return created
+
+
+@_job("drop_expired_partitions")
+def drop_expired(settings: Settings) -> dict[str, list[str]]:
+    """Drop the partitions (or chunks) entirely older than each table's retention; commit table
+    by table. Returns the names dropped, by table (tables that lost nothing are left out).
+
+    Retention is `settings.partitions.retention()`: the role's defaults from `app.db.tables`
+    plus the configured overrides; a table mapped to None is kept forever (STO-14).
+    """
+    conn = database(settings.database_url)
+    dropped: dict[str, list[str]] = {}
+    try:
+        for table, days in settings.partitions.retention().items():
+            if days is None:
+                continue
+            _set_lock_timeout(conn, settings)
+            names = drop_expired_partitions(conn, {table: days})
+            conn.commit()
+            record_partitions_dropped(table, len(names))
+            if names:
+                dropped[table] = names
+    except BaseException:
+        _abandon(settings, conn)
+        raise
+    return dropped
 
 
 def _feed(settings: Settings) -> ChangeFeed:
@@ -64,6 +147,7 @@ def _feed(settings: Settings) -> ChangeFeed:
     return ChangeFeed(client, settings.gatherer, settings.registry)
 
 
+@_job("reconcile_registry")
 def reconcile_registry(settings: Settings, *, full: bool = False) -> dict[str, Any]:
     """Re-read markets changed at the exchange since the newest one held, publish membership
     changes; commits page by page (`app.registry.reconcile`). Unsigned when no Kalshi key is
@@ -79,6 +163,7 @@ def reconcile_registry(settings: Settings, *, full: bool = False) -> dict[str, A
     return report.summary()
 
 
+@_job("refresh_subscriptions")
 def refresh_subscriptions(settings: Settings) -> dict[str, Any]:
     """Recompute the subscription set from the registry and publish the difference."""
     conn = database(settings.database_url)

@@ -1,8 +1,8 @@
 """Prometheus metrics of kalshi-data (DESIGN §1.4, docs/metrics.md).
 
-`definitions` holds every metric; `recorders` the typed functions the listener and the ingest
-call; `exposition` the HTTP servers and Celery multiprocess setup; `streams` the Redis stream
-gauges. Recording never does I/O; only `exposition` opens sockets and only `streams` reads
+`definitions` holds every metric; `recorders` the typed functions the listener, the ingest and
+the jobs call; `exposition` the HTTP servers and Celery multiprocess setup; `streams` the Redis
+stream gauges. Recording never does I/O; only `exposition` opens sockets and only `streams` reads
 Redis.
 """
 
@@ -24,6 +24,7 @@ from app.metrics.recorders import (
     PublisherMetrics,
     channel_label,
     classify_dead_letter,
+    job_label,
     observe_write_seconds,
     record_dead_letters,
     record_drain,
@@ -31,6 +32,9 @@ from app.metrics.recorders import (
     record_frame,
     record_gap_detected,
     record_gap_recovered,
+    record_job,
+    record_partitions_created,
+    record_partitions_dropped,
     record_reconnect,
     record_rows,
     record_rows_by_table,
@@ -53,6 +57,7 @@ __all__ = [
     "channel_label",
     "classify_dead_letter",
     "install_celery_hooks",
+    "job_label",
     "mark_child_dead",
     "multiproc_environ",
     "multiprocess_dir",
@@ -65,6 +70,9 @@ __all__ = [
     "record_frame",
     "record_gap_detected",
     "record_gap_recovered",
+    "record_job",
+    "record_partitions_created",
+    "record_partitions_dropped",
     "record_reconnect",
     "record_rows",
     "record_rows_by_table",

@@ -36,6 +36,18 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "invalid_row",
     "other",
 )
+# The beat-driven jobs (app.ingest.jobs); `other` absorbs a name added without updating this.
+JOBS: tuple[str, ...] = (
+    "trim_streams",
+    "reap_consumers",
+    "ensure_partitions",
+    "drop_expired_partitions",
+    "reconcile_registry",
+    "refresh_subscriptions",
+    "other",
+)
+JOB_OUTCOMES: tuple[str, ...] = ("ok", "error")
+JOB_DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 WRITE_LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # -- listener (asyncio, one process per gatherer host) -----------------------------------------
@@ -230,4 +242,40 @@ DEAD_LETTERS = Counter(
     "kd_dead_letters_total",
     "Rows written to the dead_letters table, by reason class",
     ["reason_class"],
+)
+
+# -- beat-driven jobs (jobs-queue prefork children) ---------------------------------------------
+# The label is `job_name`, not `job`: Prometheus sets `job` to the scrape job on every target.
+JOB_RUNS = Counter(
+    "kd_job_runs_total",
+    "Runs of a beat-driven job, by outcome (ok, error)",
+    ["job_name", "outcome"],
+)
+JOB_DURATION_SECONDS = Histogram(
+    "kd_job_duration_seconds",
+    "Duration of one job run, failed runs included",
+    ["job_name"],
+    buckets=JOB_DURATION_BUCKETS_S,
+)
+JOB_LAST_SUCCESS = Gauge(
+    "kd_job_last_success_timestamp_seconds",
+    "Unix time at which the job last finished without error",
+    ["job_name"],
+    multiprocess_mode="max",
+)
+JOB_INTERVAL_SECONDS = Gauge(
+    "kd_job_interval_seconds",
+    "Configured beat period of the job (alerts compare the last success against it)",
+    ["job_name"],
+    multiprocess_mode="mostrecent",
+)
+PARTITIONS_CREATED = Counter(
+    "kd_partitions_created_total",
+    "Daily partitions created by the maintenance job (ahead, behind or rescuing DEFAULT rows)",
+    ["table"],
+)
+PARTITIONS_DROPPED = Counter(
+    "kd_partitions_dropped_total",
+    "Partitions (or TimescaleDB chunks) dropped because they passed the table's retention",
+    ["table"],
 )

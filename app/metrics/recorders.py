@@ -8,6 +8,10 @@ so a new Kalshi message type can never grow the series count. Never raises on un
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import Counter
 from prometheus_client.context_managers import Timer
 
@@ -161,3 +165,44 @@ def record_drain_failure(stream: str) -> None:
     """A drain run that raised before returning a result (Redis unreachable, time limit)."""
     d.DRAINS.labels(stream).inc()
     d.DRAINS_FAILED.labels(stream).inc()
+
+
+# -- beat-driven jobs ------------------------------------------------------------------------------
+def job_label(job: str) -> str:
+    return job if job in d.JOBS else "other"
+
+
+@contextmanager
+def record_job(job: str, interval_s: float | None = None) -> Iterator[None]:
+    """`with record_job("trim_streams", 60): ...` around one run of a beat-driven job.
+
+    Counts the run as `ok` or `error` (the exception propagates), observes its duration, and
+    on success sets the last-success time. Both outcome series are touched first so that a
+    job's first failure is an increase Prometheus can see, not a series born at 1.
+    """
+    label = job_label(job)
+    for outcome in d.JOB_OUTCOMES:
+        d.JOB_RUNS.labels(label, outcome)
+    if interval_s is not None:
+        d.JOB_INTERVAL_SECONDS.labels(label).set(interval_s)
+    started = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        d.JOB_DURATION_SECONDS.labels(label).observe(time.perf_counter() - started)
+        d.JOB_RUNS.labels(label, "error").inc()
+        raise
+    d.JOB_DURATION_SECONDS.labels(label).observe(time.perf_counter() - started)
+    d.JOB_RUNS.labels(label, "ok").inc()
+    d.JOB_LAST_SUCCESS.labels(label).set(time.time())
+
+
+def record_partitions_created(table: str, count: int) -> None:
+    """`count` partitions of `table` (a schema table name: a bounded set) committed."""
+    if count > 0:
+        d.PARTITIONS_CREATED.labels(table).inc(count)
+
+
+def record_partitions_dropped(table: str, count: int) -> None:
+    if count > 0:
+        d.PARTITIONS_DROPPED.labels(table).inc(count)

@@ -84,3 +84,60 @@ def test_shipped_config_files_load(name: str) -> None:
     settings = load_settings(Path(__file__).resolve().parents[2] / "configs" / name)
     assert settings.metrics.host == "127.0.0.1"
     assert settings.kalshi.key_id is None, "no credentials are ever shipped"
+
+
+# -- partitions: retention windows and maintenance periods ------------------------------------
+def test_retention_overrides_merge_with_role_defaults(tmp_path: Path) -> None:
+    from app.db.tables import GATHERER_RETENTION_DAYS, PRODUCTION_RETENTION_DAYS
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "partitions:\n  retention_days:\n    tickers: 3\n    trades: null\n  days_ahead: 9\n"
+    )
+    retention = load_settings(config).partitions.retention()
+    assert retention == {**GATHERER_RETENTION_DAYS, "tickers": 3, "trades": None}
+    assert retention != dict(GATHERER_RETENTION_DAYS)  # the overrides did change something
+    assert load_settings(config).partitions.days_ahead == 9
+
+    config.write_text("partitions:\n  role: production\n")
+    assert load_settings(config).partitions.retention() == dict(PRODUCTION_RETENTION_DAYS)
+
+
+def test_partition_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KD_PARTITIONS__RETENTION_DAYS__TICKERS", "null")
+    monkeypatch.setenv("KD_PARTITIONS__RETENTION_DAYS__ORDERBOOK_DELTAS", "2")
+    monkeypatch.setenv("KD_PARTITIONS__DROP_EXPIRED_INTERVAL_S", "120")
+    monkeypatch.setenv("KD_STREAMS__TRIM_INTERVAL_S", "15")
+    settings = load_settings(None)
+    assert settings.partitions.retention()["tickers"] is None
+    assert settings.partitions.retention()["orderbook_deltas"] == 2
+    assert settings.partitions.drop_expired_interval_s == 120
+    assert settings.streams.trim_interval_s == 15
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("retention_days:\n    tradez: 3", "unknown time-series table 'tradez'"),
+        ("retention_days:\n    markets: 3", "unknown time-series table 'markets'"),
+        ("retention_days:\n    tickers: -1", "retention of tickers must be >= 0 days"),
+        ("retention_days:\n    tickers: soon", "partitions.retention_days.tickers"),
+        ("days_back: 40", "shorter than days_back (40)"),
+        ("drop_expired_interval_s: 0", "partitions.drop_expired_interval_s"),
+    ],
+)
+def test_bad_partition_settings_are_one_clear_error(
+    tmp_path: Path, yaml_text: str, expected: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"partitions:\n  {yaml_text}\n")
+    with pytest.raises(ConfigError, match="partitions") as caught:
+        load_settings(config)
+    assert expected in str(caught.value)
+
+
+def test_unknown_retention_table_stops_the_cli(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("partitions:\n  retention_days:\n    tradez: 3\n")
+    line = _assert_one_clear_error(run_cli("--config", str(config), "status"), 2)
+    assert "partitions.retention_days" in line and "'tradez'" in line and "known:" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,19 +18,38 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.mark.parametrize("delay_s", [1.3])
 def test_beat_exits_zero_on_sigterm(tmp_path: Path, redis_test_url: str, delay_s: float) -> None:
-    env = clean_env(KD_REDIS_URL=redis_test_url, KD_GATHERER=f"beat{int(delay_s * 10)}")
+    env = clean_env(
+        KD_REDIS_URL=redis_test_url, KD_GATHERER=f"beat{int(delay_s * 10)}", PYTHONUNBUFFERED="1"
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
          "-s", str(tmp_path / "schedule"), "--pidfile=", "-l", "INFO"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
     )  # fmt: skip
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "beat: Starting" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        time.sleep(delay_s)  # beat ticks every second per drain entry: land mid-tick sometimes
+        # signal a running beat (not one still importing): it ticks every second per drain
+        # entry, so the signal lands mid-tick sometimes
+        assert started.wait(60), "".join(lines)[-3000:]
+        time.sleep(delay_s)
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
+        reader.join(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
+    output = "".join(lines)
     assert process.returncode == 0, output[-3000:]
     assert "closed shelf" not in output
 
