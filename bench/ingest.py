@@ -42,6 +42,7 @@ import os
 import pstats
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,10 +61,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from app.db.copy import encode_rows, write_rows  # noqa: E402
+from app.db.copy import encode_rows  # noqa: E402
 from app.db.migrations import upgrade  # noqa: E402
 from app.db.partitions import ensure_partitions  # noqa: E402
-from app.db.rows import OrderbookDeltaRow, RawFrameRow  # noqa: E402
+from app.db.raw_batches import encode_binary  # noqa: E402
+from app.db.rows import OrderbookDeltaRow  # noqa: E402
+from app.ingest.batch_writer import EntryBatch, raw_batch_row  # noqa: E402
 from app.ingest.handler import entry_rows, write_entries  # noqa: E402
 from app.streams import Frame, decode_entry, encode_entry  # noqa: E402
 from app.streams.drain import Entry  # noqa: E402
@@ -144,19 +147,9 @@ def make_entries(raws: list[bytes], day: date, entry_frames: int) -> list[Entry]
             for i, raw in enumerate(raws[first : first + entry_frames])
         ]
         fields = encode_entry(batch)
+        fields[b"p"], fields[b"q"] = b"bench-publisher", str(first).encode()
         entries.append(Entry(f"{first}-0", fields, decode_entry(fields), 1))
     return entries
-
-
-def shifted(rows: list[Any], days: int) -> list[Any]:
-    """The same rows moved `days` later (a fresh partition; keys stay unique)."""
-    return [
-        row._replace(
-            received_ns=row.received_ns + days * DAY_NS,
-            received_at=row.received_at + timedelta(days=days),
-        )
-        for row in rows
-    ]
 
 
 def timed_batches(conn: Any, batches: list[Any], write: Callable[[Any, Any], Any]) -> float:
@@ -196,138 +189,133 @@ def bench_db(args: argparse.Namespace) -> None:
     raws = delta_frames(args.frames, args.markets)
     n = len(raws)
     today = datetime.now(UTC).date()
-    # one fresh daily partition per run and table; ensure_partitions creates 7 days ahead
-    day = {"copy": 0, "ours": 1, "deltas": 2, "raw": 2, "pre": 3, "both": 4}
-    entries = make_entries(raws, today + timedelta(days=day["ours"]), args.entry_frames)
-    calls = chunks(entries, args.entries)
+    rounds = args.rounds
     per_tx = args.entry_frames * args.entries
     print(f"db.frames {n} (avg {sum(map(len, raws)) / n:.0f} B, {args.markets} markets)")
     print(f"db.transaction {args.entries} entries x {args.entry_frames} frames = {per_tx} frames")
+    print(f"db.rounds {rounds} (each variant once per round, order rotated; medians reported)")
     print(f"db.load_average_before {load_average()}")
 
+    # Every variant of every round writes into its own fresh daily partitions (same indexes).
+    def day_of(round_no: int, variant: int) -> date:
+        return today + timedelta(days=1 + 3 * round_no + variant)
+
+    def entries_on(day: date) -> list[Entry]:
+        return make_entries(raws, day, args.entry_frames)
+
+    def delta_rows(entries: list[Entry]) -> list[OrderbookDeltaRow]:
+        rows = entry_rows(entries, gatherer=GATHERER, stream=STREAM)
+        deltas = [row for row in rows if isinstance(row, OrderbookDeltaRow)]
+        assert len(deltas) == len(rows) == n, "every frame must give exactly one delta row"
+        return deltas
+
+    # Client-side costs alone (no database): the general path, our fused path, raw batches.
+    sample = entries_on(today)
     started = time.perf_counter()
-    normalized = entry_rows(entries, gatherer=GATHERER, stream=STREAM)
-    normalize_s = time.perf_counter() - started
-    deltas = [row for row in normalized if isinstance(row, OrderbookDeltaRow)]
-    raw_rows = [row for row in normalized if isinstance(row, RawFrameRow)]
-    assert len(deltas) == len(raw_rows) == n, "every frame must give one delta and one raw row"
-    print(
-        f"db.normalize_only {n / normalize_s:,.0f} frames/s "
-        f"({1e6 * normalize_s / n:.2f} us/frame, {len(normalized)} rows)"
-    )
-    for table, rows in (("orderbook_deltas", deltas), ("raw_frames", raw_rows)):
-        started = time.perf_counter()
-        encode_rows(table, rows)
-        encode_s = time.perf_counter() - started
-        print(
-            f"db.copy_encode_only.{table} {n / encode_s:,.0f} rows/s "
-            f"({1e6 * encode_s / n:.2f} us/row)"
+    reference = delta_rows(sample)
+    general_s = time.perf_counter() - started
+    started = time.perf_counter()
+    encode_rows("orderbook_deltas", reference)
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for call in chunks(sample, args.entries):
+        batch = EntryBatch(call, gatherer=GATHERER, stream=STREAM)
+        batch.finish()
+        assert not batch.rows, "every frame must take the fast path"
+        encode_binary(
+            [row for e in call if (row := raw_batch_row(e, gatherer=GATHERER, stream=STREAM))]
         )
+    fused_s = time.perf_counter() - started
+    print(f"db.client.general_normalize {1e6 * general_s / n:.2f} us/frame (mappers, row objects)")
+    print(f"db.client.copy_text_encoding {1e6 * encode_s / n:.2f} us/row (anchor's encoder)")
+    print(
+        f"db.client.fused_fast_path {1e6 * fused_s / n:.2f} us/frame "
+        "(parse + checks + COPY line + raw batch binary encoding)"
+    )
 
-    def moved(rows: list[Any], run: str) -> list[list[Any]]:
-        return chunks(shifted(rows, day[run] - day["ours"]), per_tx)
-
-    copy_batches = moved(deltas, "copy")
-    delta_batches = moved(deltas, "deltas")
-    raw_batches = moved(raw_rows, "raw")
-    both_batches = [
-        d + r for d, r in zip(moved(deltas, "both"), moved(raw_rows, "both"), strict=True)
-    ]
-    pre_payloads = [encode_rows("orderbook_deltas", batch) for batch in moved(deltas, "pre")]
-
-    def copy_into(conn: Any, table: str, payload: str) -> None:
+    def copy_into(conn: Any, payload: str) -> None:
         with conn.cursor() as cur:
-            cur.copy_expert(f"COPY {table} FROM STDIN", io.StringIO(payload))
+            cur.copy_expert("COPY orderbook_deltas FROM STDIN", io.StringIO(payload))
 
-    def bare_copy(conn: Any, batch: list[Any]) -> None:
-        for table, row_type in (
-            ("orderbook_deltas", OrderbookDeltaRow),
-            ("raw_frames", RawFrameRow),
-        ):
-            rows = [row for row in batch if type(row) is row_type]
-            if rows:
-                copy_into(conn, table, encode_rows(table, rows))
+    def bare_copy(conn: Any, batch: list[OrderbookDeltaRow]) -> None:
+        copy_into(conn, encode_rows("orderbook_deltas", batch))
 
     def ours(conn: Any, batch: list[Entry]) -> None:
         write_entries(conn, batch, gatherer=GATHERER, stream=STREAM)
 
-    results: dict[str, float] = {}
+    seconds: dict[str, list[float]] = {"pre": [], "copy": [], "ours": []}
+    replay_s = 0.0
     profile = cProfile.Profile() if args.profile else None
     with scratch_database(args.database_url) as url:
         conn = psycopg2.connect(url)
         try:
-            ensure_partitions(conn, days_ahead=7)
+            ensure_partitions(conn, days_ahead=3 * rounds + 2)
             conn.commit()
             # warm the connection (temp staging tables, plan cache) on throw-away rows
             warm = make_entries(raws[:1000], today - timedelta(days=1), 500)
             write_entries(conn, warm, gatherer=GATHERER, stream=STREAM)
-            results["copy"] = timed_batches(conn, copy_batches, bare_copy)
-            if profile:
-                profile.enable()
-            results["ours"] = timed_batches(conn, calls, ours)
-            if profile:
-                profile.disable()
-            results["deltas"] = timed_batches(conn, delta_batches, write_rows)
-            results["raw"] = timed_batches(conn, raw_batches, write_rows)
-            results["both"] = timed_batches(conn, both_batches, bare_copy)
-            results["pre"] = timed_batches(
-                conn, pre_payloads, lambda c, p: copy_into(c, "orderbook_deltas", p)
-            )
-            for run, table in (
-                ("copy", "orderbook_deltas"),
-                ("ours", "orderbook_deltas"),
-                ("ours", "raw_frames"),
-                ("deltas", "orderbook_deltas"),
-                ("raw", "raw_frames"),
-                ("both", "orderbook_deltas"),
-                ("both", "raw_frames"),
-                ("pre", "orderbook_deltas"),
-            ):
-                count = partition_rows(conn, table, today + timedelta(days=day[run]))
-                assert count == n, f"{run}: {table} holds {count} rows, expected {n}"
+            write_entries(conn, warm, gatherer=GATHERER, stream=STREAM)
+            for round_no in range(rounds):
+                pre = [
+                    encode_rows("orderbook_deltas", rows)
+                    for rows in chunks(delta_rows(entries_on(day_of(round_no, 0))), per_tx)
+                ]
+                rows_for_copy = chunks(delta_rows(entries_on(day_of(round_no, 1))), per_tx)
+                calls = chunks(entries_on(day_of(round_no, 2)), args.entries)
+                runs: list[tuple[str, list[Any], Callable[[Any, Any], Any]]] = [
+                    ("pre", pre, copy_into),
+                    ("copy", rows_for_copy, bare_copy),
+                    ("ours", calls, ours),
+                ]
+                # rotate the order each round so no variant always runs first (checkpoints,
+                # autovacuum and cache state then fall on each in turn)
+                for name, batches, write in runs[round_no % 3 :] + runs[: round_no % 3]:
+                    if profile and name == "ours":
+                        profile.enable()
+                    seconds[name].append(timed_batches(conn, batches, write))
+                    if profile and name == "ours":
+                        profile.disable()
+                if round_no == 0:
+                    replay_s = timed_batches(conn, calls, ours)  # every row already stored
+                for variant in range(3):
+                    count = partition_rows(conn, "orderbook_deltas", day_of(round_no, variant))
+                    assert count == n, f"round {round_no}: {count} delta rows, expected {n}"
+                day = day_of(round_no, 2)
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT sum(frame_count) FROM raw_batches_p{day:%Y%m%d}")
+                    assert cur.fetchone()[0] == n, "every frame must be in raw_batches once"
+                conn.rollback()
         finally:
             conn.close()
 
-    rate = {run: n / seconds for run, seconds in results.items()}
+    rate = {run: n / statistics.median(times) for run, times in seconds.items()}
+    spread = {run: " / ".join(f"{n / t:,.0f}" for t in times) for run, times in seconds.items()}
 
     def verdict(ratio: float) -> str:
         return "met" if ratio >= TARGET_RATIO else "MISSED"
 
     print(
-        f"db.bare_copy_deltas {rate['copy']:,.0f} rows/s "
-        f"({results['copy']:.2f} s, incl. COPY text encoding)"
-    )
-    print(
         f"db.bare_copy_deltas_preencoded {rate['pre']:,.0f} rows/s "
-        f"({results['pre']:.2f} s, server side only)"
+        f"(server side only; rounds {spread['pre']})"
     )
     print(
-        f"db.bare_copy_deltas_and_raw_frames {rate['both']:,.0f} frames/s "
-        f"({2 * rate['both']:,.0f} rows/s, {results['both']:.2f} s)"
+        f"db.bare_copy_deltas {rate['copy']:,.0f} rows/s "
+        f"(incl. our COPY text encoding; rounds {spread['copy']})"
     )
     print(
-        f"db.ours_write_entries {rate['ours']:,.0f} deltas rows/s = {rate['ours']:,.0f} frames/s "
-        f"({results['ours']:.2f} s; {2 * n} rows written: {n} orderbook_deltas + {n} raw_frames, "
-        f"{2 * rate['ours']:,.0f} rows/s over both tables)"
+        f"db.ours_write_entries {rate['ours']:,.0f} frames/s = delta rows/s "
+        f"(normalize + raw_batches + orderbook_deltas + commit; rounds {spread['ours']})"
     )
     print(
-        f"db.ours_deltas_only_write_rows {rate['deltas']:,.0f} rows/s ({results['deltas']:.2f} s, "
-        "staging + insert-on-conflict; no normalize, no raw_frames)"
+        f"db.ours_replay {n / replay_s:,.0f} frames/s (the same entries again: every COPY "
+        "clashes, staging + insert-on-conflict inserts nothing)"
     )
-    print(f"db.ours_raw_frames_only_write_rows {rate['raw']:,.0f} rows/s ({results['raw']:.2f} s)")
-    print(
-        f"db.ours_breakdown normalize {normalize_s:.2f} s + deltas write {results['deltas']:.2f} s "
-        f"+ raw_frames write {results['raw']:.2f} s = "
-        f"{normalize_s + results['deltas'] + results['raw']:.2f} s "
-        f"(measured {results['ours']:.2f} s)"
-    )
-    for name, ours_run, anchor in (
-        ("ours_vs_bare_copy_deltas", "ours", "copy"),
-        ("ours_vs_bare_copy_both_tables", "ours", "both"),
-        ("deltas_only_vs_bare_copy_deltas", "deltas", "copy"),
+    anchor = max(rate["pre"], rate["copy"])
+    for name, value in (
+        ("ours_vs_fastest_bare_copy", rate["ours"] / anchor),
+        ("ours_vs_bare_copy_incl_encoding", rate["ours"] / rate["copy"]),
     ):
-        ratio = rate[ours_run] / rate[anchor]
-        print(f"db.ratio_{name} {ratio:.0%} (target {TARGET_RATIO:.0%}: {verdict(ratio)})")
+        print(f"db.ratio_{name} {value:.0%} (target {TARGET_RATIO:.0%}: {verdict(value)})")
     print(f"db.load_average_after {load_average()}")
     if profile is not None:
         print_profile(profile)
@@ -471,6 +459,7 @@ def main() -> None:
     db.add_argument("--markets", type=int, default=300)
     db.add_argument("--entry-frames", type=int, default=500, help="frames per stream entry")
     db.add_argument("--entries", type=int, default=10, help="entries per transaction (drain_count)")
+    db.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     db.add_argument("--profile", action="store_true", help="cProfile our path")
     ls = sub.add_parser("listener", help="listener frames/s per core against the simulator")
     ls.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")

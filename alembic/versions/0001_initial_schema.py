@@ -22,12 +22,33 @@ from datetime import UTC, datetime
 
 from alembic import context, op
 from app.db import partitions, timescale
-from app.db.tables import TIME_SERIES_TABLES
+from app.db.tables import (
+    COVERAGE,
+    DEAD_LETTERS,
+    LIFECYCLE_EVENTS,
+    ORDERBOOK_DELTAS,
+    ORDERBOOK_SNAPSHOTS,
+    RAW_FRAMES_0001,
+    TICKERS,
+    TRADES,
+)
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# The time-series tables of this revision (frozen: later revisions change the catalogue).
+TIME_SERIES_TABLES = (
+    RAW_FRAMES_0001,
+    DEAD_LETTERS,
+    ORDERBOOK_SNAPSHOTS,
+    ORDERBOOK_DELTAS,
+    TRADES,
+    TICKERS,
+    LIFECYCLE_EVENTS,
+    COVERAGE,
+)
 
 # {partitioning} is `PARTITION BY RANGE (<time column>)` natively, empty for hypertables.
 TIME_SERIES_DDL: dict[str, str] = {
@@ -371,16 +392,11 @@ DROP_ORDER = (
 
 
 def _use_timescaledb() -> bool:
-    choice = context.get_x_argument(as_dictionary=True).get("timescaledb", "auto").lower()
-    if choice in ("on", "true", "1"):
-        return True
-    if choice in ("off", "false", "0"):
-        return False
-    if choice != "auto":
-        raise ValueError(f"-x timescaledb must be auto, on or off, not {choice!r}")
-    if context.is_offline_mode():
-        return False
-    return timescale.timescaledb_available(op.get_bind())
+    choice = context.get_x_argument(as_dictionary=True).get("timescaledb", "auto")
+    offline = context.is_offline_mode()
+    return timescale.migration_wants_timescaledb(
+        choice, offline=offline, conn=None if offline else op.get_bind()
+    )
 
 
 def upgrade() -> None:
@@ -407,6 +423,7 @@ def upgrade() -> None:
                 op.get_bind(),
                 days_ahead=partitions.MIGRATION_DAYS_AHEAD,
                 days_back=partitions.MIGRATION_DAYS_BACK,
+                tables=TIME_SERIES_TABLES,
             )
     op.execute(RELATIONAL_DDL)
     op.execute(COMMENTS)

@@ -1,11 +1,14 @@
-"""Idempotent bulk writes: COPY into a temporary staging table, then insert-on-conflict.
+"""Idempotent bulk writes: a direct COPY, redone through staging + insert-on-conflict on a clash.
 
-`COPY` has no `ON CONFLICT`, so rows go `COPY _kd_stage_<table> FROM STDIN` (a session temp
-table, `ON COMMIT DELETE ROWS`, created once per connection and reused) and then
-`INSERT INTO <table> SELECT ... FROM _kd_stage_<table> ON CONFLICT DO NOTHING` (design-facts §3:
-about 70k rows/s, against about 95k for a bare COPY). `ON CONFLICT DO NOTHING` without a target
-skips a row that collides with *any* unique constraint, including a row earlier in the same
-batch, so a redelivered batch inserts nothing new and the return value counts only new rows.
+`COPY` has no `ON CONFLICT`. The common case, a batch none of whose rows is stored yet, goes
+straight in: `COPY <table> FROM STDIN` inside a savepoint, at the bare-COPY rate. When a row
+clashes with a unique key (a redelivered batch, a replayed journal, a row repeated within the
+batch), the savepoint is rolled back and the same payload goes `COPY _kd_stage_<table> FROM
+STDIN` (a session temp table, `ON COMMIT DELETE ROWS`, created once per connection and reused)
+then `INSERT INTO <table> SELECT ... FROM _kd_stage_<table> ON CONFLICT DO NOTHING`
+(design-facts §3). `ON CONFLICT DO NOTHING` without a target skips a row that collides with
+*any* unique constraint, including a row earlier in the same batch, so a redelivered batch
+inserts nothing new and the return value counts only new rows either way.
 
 Everything runs in the caller's transaction and nothing commits: the ingest worker commits the
 whole stream entry at once and acknowledges it after (DESIGN §3). Rows are the NamedTuples of
@@ -25,7 +28,7 @@ from functools import cache
 from typing import Any
 
 import orjson
-from psycopg2 import sql
+from psycopg2 import errors, sql
 
 from app.db.engine import dbapi_connection
 from app.db.rows import Row
@@ -173,6 +176,84 @@ def staging_table(table: str | TableSpec) -> str:
     return f"_kd_stage_{table_spec(table).name}"
 
 
+PayloadOpener = Callable[[], io.IOBase]
+COPY_CHUNK = 1 << 16  # bytes psycopg2 reads from a payload per CopyData message
+_SAVEPOINT = sql.Identifier("kd_direct_copy")
+
+
+def copy_idempotent(
+    conn: Any,
+    table: str | TableSpec,
+    columns: Sequence[str],
+    open_payload: PayloadOpener,
+    *,
+    binary: bool = False,
+    inserted_values: list[Any] | None = None,
+    value_column: str | None = None,
+) -> int:
+    """COPY a payload into `table` so that rows already stored are skipped; rows inserted.
+
+    `open_payload()` returns a file of COPY data (text, or binary with `binary`) for
+    `columns`; it is called a second time, for the staging path, only when the direct COPY
+    clashed with a unique key. With `inserted_values` and `value_column`, the list receives
+    that column of the rows the staging path inserted, and is left untouched when the direct
+    COPY inserted every row. Runs in the caller's transaction; nothing commits.
+    """
+    spec = table_spec(table)
+    names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    options = sql.SQL(" WITH (FORMAT binary)" if binary else "")
+    with dbapi_connection(conn).cursor() as cur:
+        cur.execute(sql.SQL("SAVEPOINT {}").format(_SAVEPOINT))
+        direct = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+            sql.Identifier(spec.name), names, options
+        )
+        try:
+            cur.copy_expert(direct.as_string(cur), open_payload(), size=COPY_CHUNK)
+        except errors.UniqueViolation:
+            cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(_SAVEPOINT))
+            inserted = _copy_staged(cur, spec, names, options, open_payload(), value_column)
+            if value_column is not None and inserted_values is not None:
+                inserted_values.extend(row[0] for row in cur.fetchall())
+            cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
+            return inserted
+        inserted = int(cur.rowcount)
+        cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(_SAVEPOINT))
+        return inserted
+
+
+def _copy_staged(
+    cur: Any,
+    spec: TableSpec,
+    names: sql.Composable,
+    options: sql.Composable,
+    payload: io.IOBase,
+    value_column: str | None = None,
+) -> int:
+    stage = sql.Identifier(staging_table(spec))
+    every = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
+            "SELECT {} FROM {} WITH NO DATA"
+        ).format(stage, every, sql.Identifier(spec.name))
+    )
+    # Empty unless an earlier call in this same transaction staged rows for this table.
+    cur.execute(sql.SQL("DELETE FROM pg_temp.{}").format(stage))
+    copy = sql.SQL("COPY pg_temp.{} ({}) FROM STDIN{}").format(stage, names, options)
+    cur.copy_expert(copy.as_string(cur), payload, size=COPY_CHUNK)
+    returning = (
+        sql.SQL(" RETURNING {}").format(sql.Identifier(value_column))
+        if value_column
+        else sql.SQL("")
+    )
+    cur.execute(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT DO NOTHING{}").format(
+            sql.Identifier(spec.name), names, names, stage, returning
+        )
+    )
+    return int(cur.rowcount)
+
+
 def copy_rows(conn: Any, table: str | TableSpec, rows: Sequence[Sequence[Any]]) -> int:
     """Write rows of one table idempotently in the caller's transaction; return rows inserted.
 
@@ -184,25 +265,7 @@ def copy_rows(conn: Any, table: str | TableSpec, rows: Sequence[Sequence[Any]]) 
     if not rows:
         return 0
     payload = encode_rows(spec, rows)
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
-    stage = sql.Identifier(staging_table(spec))
-    with dbapi_connection(conn).cursor() as cur:
-        cur.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
-                "SELECT {} FROM {} WITH NO DATA"
-            ).format(stage, columns, sql.Identifier(spec.name))
-        )
-        # Empty unless an earlier call in this same transaction staged rows for this table.
-        cur.execute(sql.SQL("DELETE FROM pg_temp.{}").format(stage))
-        copy = sql.SQL("COPY pg_temp.{} ({}) FROM STDIN").format(stage, columns)
-        cur.copy_expert(copy.as_string(cur), io.StringIO(payload))
-        cur.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT DO NOTHING").format(
-                sql.Identifier(spec.name), columns, columns, stage
-            )
-        )
-        return int(cur.rowcount)
+    return copy_idempotent(conn, spec, spec.columns, lambda: io.StringIO(payload))
 
 
 def write_rows(conn: Any, rows: Iterable[Row]) -> dict[str, int]:

@@ -14,8 +14,36 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 
+class RawBatchRow(NamedTuple):
+    """One stream entry's frames, byte for byte: the source of truth (STYLE §2, docs/schema.md).
+
+    `data` is the entry's `d` field exactly as the listener sealed it (checksum, connection ids,
+    per frame receive ns, sid, seq, gap flag and the raw bytes; `app.streams.envelope`).
+    (`publisher`, `batch_seq`) is the batch's identity from the listener, stable across
+    redeliveries and journal replays. `positions` is None for a batch stored as received
+    (frame i has batch position i); batches repacked from the old per-frame table carry each
+    frame's original position.
+    """
+
+    gatherer: str
+    publisher: str
+    batch_seq: int
+    received_at: datetime
+    first_received_ns: int
+    last_received_ns: int
+    frame_count: int
+    stream: str | None
+    entry_id: str | None
+    positions: tuple[int, ...] | None
+    data: bytes
+
+
 class RawFrameRow(NamedTuple):
-    """Every frame a listener received, byte for byte (the source of truth, STYLE §2)."""
+    """What we know of one received frame: its identity, sequence facts and exact bytes.
+
+    Stored inside `raw_batches` (the `raw_frames` view unpacks it); normalizers and `verify`
+    use this per-frame form.
+    """
 
     gatherer: str
     connection_id: str
@@ -193,7 +221,8 @@ class SequenceGapRow(NamedTuple):
 
 
 Row = (
-    RawFrameRow
+    RawBatchRow
+    | RawFrameRow
     | DeadLetterRow
     | OrderbookSnapshotRow
     | OrderbookDeltaRow

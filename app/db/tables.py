@@ -18,6 +18,7 @@ from app.db.rows import (
     MarketStatusRow,
     OrderbookDeltaRow,
     OrderbookSnapshotRow,
+    RawBatchRow,
     RawFrameRow,
     SequenceGapRow,
     TickerRow,
@@ -55,12 +56,22 @@ class TableSpec:
 
 _FRAME_KEY = ("gatherer", "connection_id", "received_ns", "batch_pos")
 
-RAW_FRAMES = TableSpec(
+# The per-frame raw table of revision 0001 (a view over RAW_BATCHES since 0003); the spec stays
+# for that frozen revision only.
+RAW_FRAMES_0001 = TableSpec(
     "raw_frames",
     key=(*_FRAME_KEY, "received_at"),
     time_column="received_at",
     row_type=RawFrameRow,
     segment_by="connection_id",
+    compress=True,
+)
+RAW_BATCHES = TableSpec(
+    "raw_batches",
+    key=("gatherer", "publisher", "batch_seq", "received_at"),
+    time_column="received_at",
+    row_type=RawBatchRow,
+    segment_by="gatherer",
     compress=True,
 )
 DEAD_LETTERS = TableSpec(
@@ -128,7 +139,7 @@ CONNECTION_SESSIONS = TableSpec("connection_sessions", key=("gatherer", "connect
 DEDUP_CURSORS = TableSpec("dedup_cursors", key=("gatherer", "table_name"))
 
 TIME_SERIES_TABLES: tuple[TableSpec, ...] = (
-    RAW_FRAMES,
+    RAW_BATCHES,
     DEAD_LETTERS,
     ORDERBOOK_SNAPSHOTS,
     ORDERBOOK_DELTAS,
@@ -167,7 +178,7 @@ VIEWS = (
 # snapshots and lifecycle forever and exports everything to S3 first (STO-14, S3-9).
 GATHERER_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
     {
-        "raw_frames": 7,
+        "raw_batches": 7,
         "dead_letters": 30,
         "orderbook_deltas": 7,
         "orderbook_snapshots": 30,
@@ -179,7 +190,7 @@ GATHERER_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
 )
 PRODUCTION_RETENTION_DAYS: Mapping[str, int | None] = MappingProxyType(
     {
-        "raw_frames": 30,
+        "raw_batches": 30,
         "dead_letters": 90,
         "orderbook_deltas": 90,
         "orderbook_snapshots": None,

@@ -31,6 +31,8 @@ TSL_LICENSE = "timescale"
 CHUNK_INTERVAL = "1 day"
 COMPRESS_AFTER = "7 days"
 RAW_FRAMES_RETENTION = "7 days"
+# The raw-frame store: `raw_frames` in revision 0001, `raw_batches` since 0003.
+RAW_TABLES = frozenset({"raw_frames", "raw_batches"})
 
 
 def timescaledb_installed(conn: Any) -> bool:
@@ -75,6 +77,21 @@ def hypertable_names(conn: Any) -> set[str]:
             return set()
         cur.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
         return {row[0] for row in cur.fetchall()}
+
+
+def migration_wants_timescaledb(choice: str, *, offline: bool, conn: Any) -> bool:
+    """A revision's branch from `-x timescaledb=auto|on|off` (auto: use it when available;
+    offline `--sql` output cannot ask the server, so auto means off there)."""
+    choice = choice.lower()
+    if choice in ("on", "true", "1"):
+        return True
+    if choice in ("off", "false", "0"):
+        return False
+    if choice != "auto":
+        raise ValueError(f"-x timescaledb must be auto, on or off, not {choice!r}")
+    if offline:
+        return False
+    return timescaledb_available(conn)
 
 
 def create_extension_sql() -> str:
@@ -130,7 +147,7 @@ def licensed_policies_sql(
         if table.compress:
             body.extend(compression_sql(table, compress_after))
     for table in tables:
-        if table.name == "raw_frames":
+        if table.name in RAW_TABLES:
             body.append(retention_sql(table, raw_frames_retention))
     statements = "\n".join(f"        {statement};" for statement in body)
     return (

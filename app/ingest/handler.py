@@ -1,13 +1,13 @@
 """The batch handler of the ingest path: stream entries -> normalized rows -> one transaction.
 
-`write_entries` is what a drain hands every batch of entries to (DESIGN §3): each frame of each
-entry is normalized (`app.normalize`), every resulting row (the raw frame always, typed rows for
-data frames, a dead letter with the raw bytes and the reason for a frame that cannot be
-normalized) is written with `app.db.copy.write_rows`, and the transaction commits once for the
-whole batch. The drain acknowledges the entries only after this returns, so a crash anywhere
-before the commit leaves them pending, and a crash between the commit and the XACK replays
-them: the writes are idempotent (the tables' unique keys plus `ON CONFLICT DO NOTHING`), so the
-replay inserts nothing new.
+`write_entries` is what a drain hands every batch of entries to (DESIGN §3): each entry is
+stored whole in `raw_batches`, each of its frames is normalized (typed rows for data frames, a
+dead letter with the raw bytes and the reason for a frame that cannot be normalized; see
+`app.ingest.batch_writer` for the write order and the book-delta fast path), and the
+transaction commits once for the whole batch. The drain acknowledges the entries only after
+this returns, so a crash anywhere before the commit leaves them pending, and a crash between
+the commit and the XACK replays them: the writes are idempotent (the tables' unique keys plus
+`ON CONFLICT DO NOTHING`), so the replay inserts nothing new.
 
 `write_dead_letter_entries` copies entries of the dead-letter *stream* (whole entries the drain
 gave up on: corrupt envelopes, poison batches) into the `dead_letters` table, with the same
@@ -26,6 +26,7 @@ import redis
 from app.config import RegistrySettings
 from app.db.copy import write_rows
 from app.db.rows import DeadLetterRow, LifecycleEventRow, Row
+from app.ingest.batch_writer import EntryBatch, write_batch
 from app.logs import log_event
 from app.metrics import classify_dead_letter, record_dead_letters
 from app.normalize import FormatVersion, FrameEnvelope, datetime_from_ns, normalize_frame
@@ -50,7 +51,8 @@ def entry_rows(
     stream: str,
     version: FormatVersion | None = None,
 ) -> list[Row]:
-    """Every row of `entries`, in order: per frame its raw frame, typed rows, dead letter.
+    """Every normalized row of `entries`, in order, all through the general mappers (the
+    reference `write_entries`' fast path is tested against): per frame typed rows, dead letter.
 
     The batch position is the frame's index within its entry, so (connection id, receive ns,
     position) is stable across redeliveries of the same entry. `version` None selects each
@@ -141,26 +143,29 @@ def write_entries(
 ) -> dict[str, int]:
     """Normalize and write `entries` in one transaction, commit; returns new rows per table.
 
-    With `registry`, market lifecycle rows are also applied to the market registry in the same
-    transaction (`apply_lifecycle_events`, no REST fetch: the periodic reconcile completes
-    what the event lacks), and after the commit the subscription changes go to `feed`.
+    The entries' raw batches, their book deltas and every other row go in as
+    `app.ingest.batch_writer` describes. With `registry`, market lifecycle rows are also applied
+    to the market registry in the same transaction (`apply_lifecycle_events`, no REST fetch:
+    the periodic reconcile completes what the event lacks), and after the commit the
+    subscription changes go to `feed`.
     """
-    rows = entry_rows(entries, gatherer=gatherer, stream=stream, version=version)
-    if registry is None:
-        return commit_rows(conn, rows)
-    events = [
-        event
-        for row in rows
-        if isinstance(row, LifecycleEventRow) and (event := LifecycleEvent.from_row(row))
-    ]
+    batch = EntryBatch(entries, gatherer=gatherer, stream=stream, version=version)
+    report = None
     try:
-        counts = write_rows(conn, rows)
-        report = apply_lifecycle_events(conn, events, settings=registry) if events else None
+        counts = write_batch(conn, batch)
+        if registry is not None:
+            events = [
+                event
+                for row in batch.rows
+                if isinstance(row, LifecycleEventRow) and (event := LifecycleEvent.from_row(row))
+            ]
+            if events:
+                report = apply_lifecycle_events(conn, events, settings=registry)
         conn.commit()
     except BaseException:
         rollback(conn)
         raise
-    record_dead_letter_rows(rows, counts.get("dead_letters", 0))
+    record_dead_letter_rows(batch.rows, counts.get("dead_letters", 0))
     if report is not None:
         counts["registry_status_changes"] = report.status_changes
         if feed is not None and (report.added or report.removed):

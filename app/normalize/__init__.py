@@ -4,7 +4,8 @@
     result = normalize_frame(raw_text, FrameEnvelope(received_ns, connection_id, pos, gatherer,
                                                      sid=sid, seq=seq))
     result.verdict        # rows | control | dead
-    result.all_rows()     # RawFrameRow, typed rows, DeadLetterRow -> app.db.copy.write_rows
+    result.all_rows()     # typed rows, DeadLetterRow -> app.db.copy.write_rows
+    result.raw_frame      # the frame's facts (its bytes are stored per stream entry)
 
 This package knows the wire formats; it knows nothing about SQL, Redis or sockets (STYLE §1).
 docs/normalize.md describes every mapper, the version selection and the dead-letter reasons.
@@ -19,6 +20,7 @@ from app.normalize.frames import (
     Normalized,
     Verdict,
     batch_rows,
+    frame_facts,
     normalize_frame,
 )
 from app.normalize.lifecycle import payload_hash
@@ -36,6 +38,7 @@ __all__ = [
     "Verdict",
     "batch_rows",
     "datetime_from_ns",
+    "frame_facts",
     "normalize_frame",
     "parse_version",
     "payload_hash",

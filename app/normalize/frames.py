@@ -3,7 +3,8 @@
 Pure: no I/O, no clock, no globals beyond the mapper tables. It never raises on bad input:
 malformed JSON, an unknown message type, a missing or mistyped field, a value that cannot be
 stored exactly all become a `DeadLetterRow` carrying the reason and the raw bytes. Every frame,
-good or bad, also yields a `RawFrameRow` (the exact bytes are the source of truth, STYLE §2).
+good or bad, also yields its `RawFrameRow` facts (identity, type, market, exact bytes); the
+bytes themselves are stored by the ingest path as whole stream entries (`raw_batches`).
 Command replies (`subscribed`, `ok`, `error`, ...) are `control`: raw frame only, no rows.
 
 Mapper choice (docs/normalize.md): the declared `version`, else the format in effect at the
@@ -12,6 +13,7 @@ frame's capture time (`app.normalize.versions`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -64,9 +66,9 @@ class Normalized:
         return self.dead_letter.reason if self.dead_letter else None
 
     def all_rows(self) -> tuple[Row, ...]:
-        """Everything to store for this frame: raw frame, typed rows, dead letter."""
-        extra: tuple[Row, ...] = (self.dead_letter,) if self.dead_letter else ()
-        return (self.raw_frame, *self.rows, *extra)
+        """The rows to store for this frame: typed rows, dead letter (the raw bytes are stored
+        with their whole stream entry, `raw_batches`)."""
+        return (*self.rows, self.dead_letter) if self.dead_letter else self.rows
 
 
 def batch_rows(results: Iterable[Normalized]) -> list[Row]:
@@ -138,6 +140,34 @@ def _parse(data: bytes, envelope: FrameEnvelope, peek: _Peek) -> ParsedFrame:
     )
 
 
+def _raw_row(envelope: FrameEnvelope, peek: _Peek, data: bytes) -> RawFrameRow:
+    return RawFrameRow(
+        gatherer=envelope.gatherer,
+        connection_id=envelope.connection_id,
+        received_ns=envelope.received_ns,
+        received_at=envelope.received_at,
+        batch_pos=envelope.batch_pos,
+        sid=peek.sid,
+        seq=peek.seq,
+        gap=envelope.gap,
+        msg_type=peek.msg_type,
+        market_ticker=peek.market_ticker,
+        raw=data,
+    )
+
+
+def frame_facts(raw: str | bytes, envelope: FrameEnvelope) -> RawFrameRow:
+    """What can be read of one frame without mapping it: type, market, sid/seq, exact bytes.
+
+    Equal to `normalize_frame(raw, envelope).raw_frame`, at the cost of the JSON parse only.
+    """
+    data = _as_bytes(raw)
+    peek = _Peek(envelope)
+    with contextlib.suppress(FrameError):  # a bad frame's facts are what could be read
+        _parse(data, envelope, peek)
+    return _raw_row(envelope, peek, data)
+
+
 def normalize_frame(
     raw: str | bytes, envelope: FrameEnvelope, *, version: FormatVersion | None = None
 ) -> Normalized:
@@ -163,19 +193,7 @@ def normalize_frame(
         reason = str(exc)
     except Exception as exc:  # a normalizer bug must not block the batch: dead-letter it
         reason = f"normalizer error {type(exc).__name__}: {exc}"
-    raw_row = RawFrameRow(
-        gatherer=envelope.gatherer,
-        connection_id=envelope.connection_id,
-        received_ns=envelope.received_ns,
-        received_at=envelope.received_at,
-        batch_pos=envelope.batch_pos,
-        sid=peek.sid,
-        seq=peek.seq,
-        gap=envelope.gap,
-        msg_type=peek.msg_type,
-        market_ticker=peek.market_ticker,
-        raw=data,
-    )
+    raw_row = _raw_row(envelope, peek, data)
     if reason is None:
         return Normalized(verdict, chosen, raw_row, rows)
     if len(reason) > _MAX_REASON:

@@ -1,8 +1,10 @@
 """The found side: records of what a gatherer (or production) database stored.
 
 Every table is read through a server-side cursor (`ITERSIZE` rows per round trip), so memory is
-one batch of rows whatever the table's size; frame bytes are not shipped at all — PostgreSQL
-computes their MD5 (`md5(bytea)`) and a preview. Read-only: one transaction, rolled back.
+one batch of rows whatever the table's size. Dead letters' bytes are not shipped at all —
+PostgreSQL computes their MD5 (`md5(bytea)`) and a preview; received frames are read as the
+stored stream entries (`raw_batches`, a few at a time) and unpacked here, exactly as the
+`raw_frames` view does. Read-only: one transaction, rolled back.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import Any
 from psycopg2 import sql
 
 from app.db.tables import table_spec
+from app.normalize import FrameEnvelope, frame_facts
+from app.streams.envelope import decode_frames
 from app.verify.records import (
     PREVIEW_BYTES,
     RULE_BY_TABLE,
     dump_values,
     frame_identity_of,
     gap_record,
+    raw_frame_record,
     session_record,
 )
 from app.verify.spill import Tagged
@@ -29,9 +34,30 @@ _cursor_names = itertools.count()
 
 # Frames are compared by bytes: ship their MD5 and a preview, never the frame.
 _FRAME_QUERIES = {
-    "raw_frames": "sid, seq, msg_type, market_ticker",
     "dead_letters": "msg_type, stage, reason",
 }
+BATCHES_PER_FETCH = 20  # raw_batches rows per round trip (each holds hundreds of frames)
+
+
+def raw_frame_records(conn: Any, gatherer: str | None) -> Iterator[Tagged]:
+    """One `raw_frames` record per frame of every stored batch (verify's per-frame view)."""
+    where, params = _where(gatherer)
+    query = sql.SQL("SELECT gatherer, frame_count, positions, data FROM raw_batches") + where
+    with conn.cursor(name=f"kd_verify_{next(_cursor_names)}") as cur:
+        cur.itersize = BATCHES_PER_FETCH
+        cur.execute(query, params)
+        for batch_gatherer, count, positions, data in cur:
+            for index, frame in enumerate(decode_frames(bytes(data), count)):
+                envelope = FrameEnvelope(
+                    received_ns=frame.recv_ns,
+                    connection_id=frame.conn_id,
+                    batch_pos=positions[index] if positions else index,
+                    gatherer=batch_gatherer,
+                    sid=frame.sid,
+                    seq=frame.seq,
+                    gap=frame.gap,
+                )
+                yield "raw_frames", raw_frame_record(frame_facts(frame.raw, envelope))
 
 
 def _stream(conn: Any, query: sql.Composable, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
@@ -49,6 +75,9 @@ def _where(gatherer: str | None) -> tuple[sql.Composable, tuple[Any, ...]]:
 
 def table_records(conn: Any, table: str, gatherer: str | None = None) -> Iterator[Tagged]:
     """Records of every stored row of `table` (one gatherer's rows when `gatherer` is set)."""
+    if table == "raw_frames":
+        yield from raw_frame_records(conn, gatherer)
+        return
     where, params = _where(gatherer)
     name = sql.Identifier(table)
     if table in _FRAME_QUERIES:

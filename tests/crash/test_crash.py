@@ -111,15 +111,16 @@ def ingest_worker(run: UpRun) -> int:
 def hold_ingest_mid_batch(
     cluster: PostgresCluster, env: dict[str, str], run: UpRun, timeout_s: float = 10
 ):
-    """Lock `raw_frames` against writes so every drain blocks inside its transaction, after
-    reading its entries and before committing them; return (lock connection, {prefork child
-    pid: entries it holds unacknowledged}) once a prefork child of the ingest worker is
-    caught that way. Rolling back the returned connection releases the drains."""
+    """Lock `raw_batches` (each batch writes it first) against writes so every drain blocks
+    inside its transaction, after reading its entries and before committing them; return
+    (lock connection, {prefork child pid: entries it holds unacknowledged}) once a prefork
+    child of the ingest worker is caught that way. Rolling back the returned connection
+    releases the drains."""
     database = env["KD_DATABASE_URL"].rsplit("/", 1)[1]
     lock = cluster.connect(database)
     lock.autocommit = False
     with lock.cursor() as cur:
-        cur.execute("LOCK TABLE raw_frames IN EXCLUSIVE MODE")  # reads still go through
+        cur.execute("LOCK TABLE raw_batches IN EXCLUSIVE MODE")  # reads still go through
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         children = set(children_of(ingest_worker(run)))

@@ -7,10 +7,18 @@ from typing import Any
 
 import orjson
 
-from app.db.rows import MarketStatusRow, Row, SequenceGapRow, TickerRow, TradeRow
+from app.db.rows import (
+    MarketStatusRow,
+    RawBatchRow,
+    Row,
+    SequenceGapRow,
+    TickerRow,
+    TradeRow,
+)
 from app.db.tables import ALL_TABLES
 from app.normalize import FrameEnvelope, batch_rows, normalize_frame
 from app.normalize.envelope import EPOCH
+from app.streams.envelope import Frame, encode_frames
 from tests.normalize import examples
 
 # One connection and sid carry each seq once: the empty-book snapshot gets its own seq.
@@ -27,17 +35,24 @@ def to_ns(moment: datetime) -> int:
 def frame_rows(
     moment: datetime, *, connection_id: str = "conn-1", gatherer: str = "g1", first_pos: int = 0
 ) -> list[Row]:
-    """Every newest example frame (plus control and garbage) received at `moment`.
+    """Every newest example frame (plus control and garbage) received at `moment`, and the
+    raw batch holding them all (positions from 0, so `first_pos` must be 0 for their view).
 
     Trades and tickers are partitioned by exchange time, which in the examples is 2022; their
     exchange time is moved to `moment` so all rows land in `moment`'s partitions.
     """
     ns = to_ns(moment)
+    count, data = encode_frames(
+        Frame(raw.encode(), ns + pos, connection_id) for pos, raw in enumerate(FRAMES)
+    )
+    batch = RawBatchRow(
+        gatherer, "samples", first_pos, moment, ns, ns + count - 1, count, "s", None, None, data
+    )
     results = [
         normalize_frame(raw, FrameEnvelope(ns + pos, connection_id, first_pos + pos, gatherer))
         for pos, raw in enumerate(FRAMES)
     ]
-    rows: list[Row] = []
+    rows: list[Row] = [batch]
     for row in batch_rows(results):
         if isinstance(row, TradeRow):
             row = row._replace(exchange_ts=moment.replace(microsecond=0), exchange_ms=None)

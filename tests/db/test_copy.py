@@ -15,12 +15,13 @@ from app.db.engine import create_db_engine
 from app.db.rows import (
     DeadLetterRow,
     OrderbookSnapshotRow,
-    RawFrameRow,
+    RawBatchRow,
     SequenceGapRow,
     TradeRow,
 )
 from app.db.tables import TRADES
 from app.normalize import rest_trade_row
+from app.streams.envelope import Frame, encode_frames
 from tests.db.samples import frame_rows, now_utc, to_ns
 from tests.normalize import examples
 from tests.normalize.framing import one_row
@@ -94,7 +95,9 @@ def test_values_round_trip_exactly(pg: psycopg2.extensions.connection) -> None:
     moment = datetime.now(UTC).replace(microsecond=654321)
     awkward = "tab\there\nnew\\line \"quoted\" 'single' ünï"
     raw = b'{"type":"x"}\x00\xff\\x00\t\n'
-    frame = RawFrameRow("g1", awkward, 123456789, moment, 7, None, 4, True, awkward, None, raw)
+    ns = to_ns(moment) + 321
+    count, data = encode_frames([Frame(raw, ns, awkward, None, 4, True)])
+    frame = RawBatchRow(awkward, awkward, 7, moment, ns, ns, count, awkward, None, (9,), data)
     dead = DeadLetterRow("g1", "c", 1, moment, 0, 1, 2, None, "normalize", awkward, "s", "1-0", raw)
     snapshot = one_row(examples.SNAPSHOT)
     assert isinstance(snapshot, OrderbookSnapshotRow)
@@ -102,21 +105,23 @@ def test_values_round_trip_exactly(pg: psycopg2.extensions.connection) -> None:
     tickers = ('a"b', "c\\d", "e\tf", "{x,y}", "NULL")
     gap = SequenceGapRow("g1", awkward, 2, tickers, 4, 7, moment, None, "get_snapshot")
     assert write_rows(pg, [frame, dead, snapshot, gap]) == {
-        "raw_frames": 1,
+        "raw_batches": 1,
         "dead_letters": 1,
         "orderbook_snapshots": 1,
         "sequence_gaps": 1,
     }
     with pg.cursor() as cur:
-        cur.execute("SELECT connection_id, msg_type, raw, received_at, gap FROM raw_frames")
-        connection_id, msg_type, stored, received_at, gap = cur.fetchone()
-        assert (connection_id, msg_type, bytes(stored), received_at, gap) == (
-            awkward,
-            awkward,
-            raw,
-            moment,
-            True,
+        cur.execute(
+            "SELECT gatherer, publisher, stream, connection_id, batch_pos, sid, seq, raw, "
+            "received_ns, received_at, gap FROM raw_frames"
         )
+        stored_frames = [
+            tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+            for row in cur.fetchall()
+        ]
+        assert stored_frames == [
+            (awkward, awkward, awkward, awkward, 9, None, 4, raw, ns, moment, True)
+        ]
         cur.execute("SELECT reason, raw FROM dead_letters")
         reason, stored = cur.fetchone()
         assert (reason, bytes(stored)) == (awkward, raw)
@@ -172,7 +177,7 @@ def test_full_batch_redelivery_through_write_rows(fresh_pg: psycopg2.extensions.
     rows = frame_rows(now_utc())
     first = write_rows(fresh_pg, rows)
     fresh_pg.commit()
-    assert first["raw_frames"] == 16 and first["dead_letters"] == 1
+    assert first["raw_batches"] == 1 and first["dead_letters"] == 1
     assert first["trades"] == first["tickers"] == first["orderbook_deltas"] == 1
     assert first["orderbook_snapshots"] == 2 and first["lifecycle_events"] == 5
     assert first["market_status_history"] == first["sequence_gaps"] == 1

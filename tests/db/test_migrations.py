@@ -29,15 +29,36 @@ def _relations(url: str) -> dict[str, str]:
     return rows
 
 
+def _frames(url: str) -> list[tuple[object, ...]]:
+    """Every frame the `raw_frames` relation holds (a view since 0003, a table before).
+
+    sid/seq are left out: the view shows the listener's verdict stored with the frame, the old
+    table the frame's own values where it has them (the downgrade fills them so).
+    """
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT gatherer, connection_id, received_ns, received_at, batch_pos, gap, "
+            "md5(raw) FROM raw_frames ORDER BY connection_id, received_ns, batch_pos"
+        )
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
 def test_up_and_down_on_an_empty_database(scratch_database: str) -> None:
     result = migrations.upgrade(scratch_database)
     assert (result.created_database, result.before) == (False, None)
-    assert result.after == migrations.head_revision() == "0002"
+    assert result.after == migrations.head_revision() == "0003"
     relations = _relations(scratch_database)
     for table in ALL_TABLES:
         assert relations[table.name] == ("p" if table.partitioned else "r"), table.name
-    for view in VIEWS:
+    for view in (*VIEWS, "raw_frames"):
         assert relations[view] == "v"
+
+    down = migrations.downgrade(scratch_database, "0002")
+    assert (down.before, down.after) == ("0003", "0002")
+    relations = _relations(scratch_database)
+    assert relations["raw_frames"] == "p" and "raw_batches" not in relations
 
     down = migrations.downgrade(scratch_database, "0001")
     assert (down.before, down.after) == ("0002", "0001")
@@ -58,10 +79,31 @@ def test_round_trip_on_a_populated_database(scratch_database: str) -> None:
     conn.close()
     assert all(counts[t.name] > 0 for t in ALL_TABLES), counts
     assert written["dead_letters"] == 1
+    frames = _frames(scratch_database)
+    assert len(frames) == 16
+
+    # 0003 down: batches unpacked into the per-frame table; up again: repacked; nothing lost
+    migrations.downgrade(scratch_database, "0002")
+    assert _frames(scratch_database) == frames
+    with psycopg2.connect(scratch_database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM raw_frames WHERE msg_type IS NOT NULL")
+        assert cur.fetchone()[0] == 15  # every frame but the one that is not JSON
+    conn.close()
+    migrations.upgrade(scratch_database)
+    assert _frames(scratch_database) == frames
+    with psycopg2.connect(scratch_database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT publisher, frame_count FROM raw_batches")
+        assert cur.fetchall() == [("0003-repack", 16)]
+        assert table_counts(cur) == counts
+    conn.close()
 
     migrations.downgrade(scratch_database, "0001")  # views only: data survives
+    assert _frames(scratch_database) == frames
     with psycopg2.connect(scratch_database) as conn, conn.cursor() as cur:
-        assert table_counts(cur) == counts
+        for table, count in counts.items():
+            if table != "raw_batches":
+                cur.execute(f"SELECT count(*) FROM {table}")
+                assert cur.fetchone()[0] == count, table
     conn.close()
 
     migrations.downgrade(scratch_database, "base")  # every table, partition and row goes
@@ -80,9 +122,9 @@ def test_upgrade_creates_a_missing_database(postgres_admin_url: str) -> None:
     url = database_url(postgres_admin_url, name)
     try:
         result = migrations.upgrade(url)
-        assert result.created_database and result.after == "0002"
+        assert result.created_database and result.after == "0003"
         again = migrations.upgrade(url)
-        assert not again.created_database and again.before == again.after == "0002"
+        assert not again.created_database and again.before == again.after == "0003"
     finally:
         admin = psycopg2.connect(postgres_admin_url)
         admin.autocommit = True
@@ -105,14 +147,14 @@ def test_cli_creates_the_database_and_migrates(postgres_admin_url: str) -> None:
         first = run_cli("migrate", KD_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
         assert f"created database {url}" in first.stdout
-        assert "base -> 0002" in first.stdout
-        assert migrations.current_revision(url) == "0002"
+        assert "base -> 0003" in first.stdout
+        assert migrations.current_revision(url) == "0003"
 
         second = run_cli("migrate", "--database-url", url)
-        assert second.returncode == 0 and "already at revision 0002" in second.stdout
+        assert second.returncode == 0 and "already at revision 0003" in second.stdout
 
         down = run_cli("migrate", "--database-url", url, "--downgrade", "0001")
-        assert down.returncode == 0 and "0002 -> 0001" in down.stdout
+        assert down.returncode == 0 and "0003 -> 0001" in down.stdout
         assert migrations.current_revision(url) == "0001"
     finally:
         admin = psycopg2.connect(postgres_admin_url)

@@ -37,7 +37,7 @@ def test_todays_rows_land_in_todays_partition(pg: psycopg2.extensions.connection
     write_rows(pg, frame_rows(moment))
     suffix = f"_p{moment:%Y%m%d}"
     with pg.cursor() as cur:
-        for table in ("raw_frames", "dead_letters", "orderbook_snapshots", "orderbook_deltas",
+        for table in ("raw_batches", "dead_letters", "orderbook_snapshots", "orderbook_deltas",
                       "trades", "tickers", "lifecycle_events"):  # fmt: skip
             homes = _homes(cur, table)
             assert list(homes) == [table + suffix], (table, homes)
@@ -110,9 +110,9 @@ def test_redelivered_batch_across_two_partitions(pg: psycopg2.extensions.connect
     moments = [midnight - timedelta(seconds=1), midnight + timedelta(seconds=1)]
     rows = [row for i, m in enumerate(moments) for row in frame_rows(m, first_pos=100 * i)]
     first = write_rows(pg, rows)
-    assert first["raw_frames"] == 32 and first["trades"] == 2
+    assert first["raw_batches"] == 2 and first["trades"] == 2
     with pg.cursor() as cur:
-        assert len(_homes(cur, "raw_frames")) == 2 and len(_homes(cur, "trades")) == 2
+        assert len(_homes(cur, "raw_batches")) == 2 and len(_homes(cur, "trades")) == 2
     assert set(write_rows(pg, rows).values()) == {0}
 
 

@@ -23,7 +23,7 @@ _UDT_FOR_HINT = {
     bool: {"bool"},
     bytes: {"bytea"},
     datetime: {"timestamptz"},
-    tuple[int, ...]: {"_int8"},
+    tuple[int, ...]: {"_int8", "_int4"},
     tuple[str, ...]: {"_text"},
     dict[str, typing.Any]: {"jsonb"},
 }
@@ -91,7 +91,7 @@ def test_idempotency_keys_and_partitioning(
 
 def test_time_series_catalogue() -> None:
     assert [t.name for t in TIME_SERIES_TABLES] == [
-        "raw_frames",
+        "raw_batches",
         "dead_letters",
         "orderbook_snapshots",
         "orderbook_deltas",

@@ -43,7 +43,7 @@ def test_policy_block_checks_the_license_and_covers_every_table() -> None:
     assert "IF current_setting('timescaledb.license', true) = 'timescale' THEN" in block
     compressed = [t for t in TIME_SERIES_TABLES if t.compress]
     assert {t.name for t in compressed} == {
-        "raw_frames",
+        "raw_batches",
         "orderbook_snapshots",
         "orderbook_deltas",
         "trades",
@@ -51,13 +51,13 @@ def test_policy_block_checks_the_license_and_covers_every_table() -> None:
         "lifecycle_events",
     }
     for table in compressed:
-        segment = "connection_id" if table.name == "raw_frames" else "market_ticker"
+        segment = "gatherer" if table.name == "raw_batches" else "market_ticker"
         assert f"timescaledb.compress_segmentby = '{segment}'" in block
         assert f"timescaledb.compress_orderby = '{table.time_column} DESC'" in block
         assert f"PERFORM add_compression_policy('{table.name}'," in block
     assert block.count("add_retention_policy") == 1
     assert (
-        "PERFORM add_retention_policy('raw_frames', drop_after => INTERVAL '7 days', "
+        "PERFORM add_retention_policy('raw_batches', drop_after => INTERVAL '7 days', "
         "if_not_exists => true);" in block
     )
     assert "RAISE NOTICE" in block.split("ELSE", 1)[1]

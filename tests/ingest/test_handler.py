@@ -211,8 +211,8 @@ def test_entry_rows_positions_and_legacy_version(settings: Settings) -> None:
         stream="kd:g:book:0",
         version=FormatVersion.LEGACY,
     )
-    raws = [r for r in rows if type(r).__name__ == "RawFrameRow"]
-    assert [r.batch_pos for r in raws] == [0, 1, 2]
+    deltas = [r for r in rows if type(r).__name__ == "OrderbookDeltaRow"]
+    assert [r.batch_pos for r in deltas] == [0, 1, 2]
     assert not [r for r in rows if type(r).__name__ == "DeadLetterRow"]
 
 
@@ -241,7 +241,7 @@ def test_database_outage_leaves_entries_pending_and_reconnects(
     )
     ok = run_drain(retry, names.trade)  # a fresh connection
     assert ok.drain.error is None and ok.drain.handled == 1
-    assert ok.rows == {"raw_frames": 2, "dead_letters": 1, "trades": 1}
+    assert ok.rows == {"raw_batches": 1, "raw_frames": 2, "dead_letters": 1, "trades": 1}
     assert database(settings.database_url) is not conn
 
 

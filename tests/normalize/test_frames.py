@@ -8,12 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from app.db.rows import DeadLetterRow, RawFrameRow
+from app.db.rows import DeadLetterRow, OrderbookDeltaRow, RawFrameRow
 from app.normalize import (
     FormatVersion,
     FrameEnvelope,
     Verdict,
     batch_rows,
+    frame_facts,
     normalize_frame,
     parse_version,
     version_for_capture_time,
@@ -74,7 +75,8 @@ def test_raw_frame_keeps_exact_bytes_and_envelope() -> None:
     )
     assert (raw.msg_type, raw.market_ticker) == ("orderbook_delta", "FED-23DEC-T3.00")
     assert raw.received_at == datetime(2026, 9, 21, 14, 13, 20, 123456, tzinfo=UTC)
-    assert result.all_rows() == (raw, result.rows[0])
+    assert result.all_rows() == (result.rows[0],)  # the bytes are stored per stream entry
+    assert frame_facts(examples.DELTA, env) == raw
 
 
 @pytest.mark.parametrize("raw", examples.CONTROL)
@@ -82,7 +84,8 @@ def test_command_replies_are_control_frames(raw: str) -> None:
     result = normalize_frame(raw, envelope())
     assert result.verdict is Verdict.CONTROL
     assert result.rows == () and result.dead_letter is None
-    assert result.all_rows() == (result.raw_frame,)
+    assert result.all_rows() == ()
+    assert result.raw_frame.msg_type == frame_facts(raw, envelope()).msg_type
 
 
 @pytest.mark.parametrize(
@@ -118,7 +121,8 @@ def test_dead_letter_carries_raw_bytes_reason_and_origin() -> None:
         9,
     )
     assert dead.stage == "normalize" and dead.reason.startswith("malformed JSON")
-    assert result.all_rows() == (result.raw_frame, dead)
+    assert result.all_rows() == (dead,)
+    assert frame_facts(raw, env) == result.raw_frame
 
 
 def test_listener_verdict_fills_and_checks_sid_seq() -> None:
@@ -160,9 +164,9 @@ def test_batch_rows_flattens_in_order() -> None:
         normalize_frame(raw, envelope(batch_pos=i)) for i, raw in enumerate(examples.CONTROL)
     ]
     results.append(normalize_frame("garbage", envelope(batch_pos=9)))
+    results.append(normalize_frame(examples.DELTA, envelope(batch_pos=10)))
     rows = batch_rows(results)
-    assert len(rows) == len(examples.CONTROL) + 2
-    assert isinstance(rows[-1], DeadLetterRow)
+    assert [type(row) for row in rows] == [DeadLetterRow, OrderbookDeltaRow]
 
 
 def _mutations(rng: random.Random, text: str) -> list[str]:

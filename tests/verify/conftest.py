@@ -25,11 +25,13 @@ import pytest
 
 from app.db.copy import write_rows
 from app.db.migrations import upgrade
-from app.db.rows import Row, SequenceGapRow
+from app.db.rows import RawBatchRow, Row, SequenceGapRow
 from app.normalize import FrameEnvelope, datetime_from_ns, normalize_frame
+from app.streams.envelope import Frame, encode_frames
 from tests.simulator.conftest import EPOCH_MS, Sim, ws_connect
 
 GATHERER = "g1"
+BATCH_FRAMES = 200  # frames per stored raw batch
 SIM_FLAGS = [
     "--markets", "6", "--seed", "11", "--rate", "2000", "--max-events", "5000",
     "--market-lifetime", "4", "--epoch-ms", str(EPOCH_MS), "--ping-interval", "1",
@@ -110,10 +112,36 @@ async def _sid_of(frames: list[tuple[int, str]], channel: str) -> int:
     raise AssertionError(f"no subscribed reply for {channel}")
 
 
+def _raw_batches(conn_id: str, frames: list[tuple[int, str]], first_seq: int) -> list[Row]:
+    """The frames as `raw_batches` rows of BATCH_FRAMES frames, positions as in `_rows`."""
+    batches: list[Row] = []
+    for start in range(0, len(frames), BATCH_FRAMES):
+        chunk = frames[start : start + BATCH_FRAMES]
+        count, data = encode_frames(Frame(text.encode(), ns, conn_id) for ns, text in chunk)
+        times = [ns for ns, _ in chunk]
+        batches.append(
+            RawBatchRow(
+                GATHERER,
+                "verify-tests",
+                first_seq + start,
+                datetime_from_ns(min(times)),
+                min(times),
+                max(times),
+                count,
+                None,
+                None,
+                tuple(range(start, start + count)),
+                data,
+            )
+        )
+    return batches
+
+
 def _rows(received: list[Received]) -> list[Row]:
     rows: list[Row] = []
     for number, connection in enumerate(received):
         conn_id = f"{GATHERER}-c{number}"
+        rows.extend(_raw_batches(conn_id, connection.frames, 1_000_000 * number))
         last: dict[int, int] = {}
         for pos, (ns, text) in enumerate(connection.frames):
             resync = connection.resync_after_ns is not None and ns > connection.resync_after_ns
