@@ -71,7 +71,7 @@ RETURN (get_byte(b, o)::bigint) | (get_byte(b, o + 1)::bigint << 8)
 
 CREATE FUNCTION kd_unpack_frames(data bytea, positions integer[] DEFAULT NULL)
 RETURNS TABLE (batch_pos integer, connection_id text, received_ns bigint, sid bigint,
-               seq bigint, gap boolean, raw bytea)
+               seq bigint, gap boolean, resync boolean, raw bytea)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $kd$
 DECLARE
     buf bytea := data;
@@ -106,6 +106,7 @@ BEGIN
             seq := NULL;
         END IF;
         gap := (flags & 4) <> 0;
+        resync := (flags & 8) <> 0;
         batch_pos := coalesce(positions[i + 1], i);
         i := i + 1;
         RETURN NEXT;
@@ -125,6 +126,7 @@ SELECT b.gatherer,
        f.sid,
        f.seq,
        f.gap,
+       f.resync,
        f.raw,
        b.publisher,
        b.batch_seq,
@@ -140,7 +142,7 @@ COMMENT ON TABLE raw_batches IS
     'the listener sealed it); key = batch identity + received_at of its first frame.';
 COMMENT ON VIEW raw_frames IS
     'raw_batches unpacked: one row per frame (connection, receive ns, batch position, '
-    'sid, seq, gap, exact bytes).';
+    'sid, seq, gap, resync, exact bytes).';
 """
 
 # Revision 0001's per-frame table, for the downgrade.

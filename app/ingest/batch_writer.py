@@ -116,6 +116,7 @@ class EntryBatch:
             sid=frame.sid,
             seq=frame.seq,
             gap=frame.gap,
+            resync=frame.resync,
             stream=self.stream,
             entry_id=entry.id,
         )

@@ -69,6 +69,7 @@ def entry_rows(
                 sid=frame.sid,
                 seq=frame.seq,
                 gap=frame.gap,
+                resync=frame.resync,
                 stream=stream,
                 entry_id=entry.id,
             )

@@ -518,7 +518,7 @@ class ConnectionManager:
         sid: int | None = None
         seq: int | None = None
         ticker: str | None = None
-        gap = False
+        gap = resync = False
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -537,7 +537,7 @@ class ConnectionManager:
             elif sid is not None and seq is not None:
                 gap = self._check_seq(session, sid, seq, frame.received_ns)
                 if msg_type == "orderbook_snapshot" and ticker is not None:
-                    self._snapshot_seen(session, sid, ticker)
+                    resync = self._snapshot_seen(session, sid, ticker)
         else:
             self._stats.unparseable_frames += 1
         kind = msg_type or "unparseable"
@@ -545,7 +545,7 @@ class ConnectionManager:
         self._stats.bytes_by_type[kind] += len(raw)
         self._publisher.add(
             self._names.route(msg_type, ticker),
-            Frame(raw, frame.received_ns, session.conn_id, sid, seq, gap),
+            Frame(raw, frame.received_ns, session.conn_id, sid, seq, gap, resync),
         )
 
     def _on_reply(
@@ -644,13 +644,16 @@ class ConnectionManager:
             self._wake.set()
         return True
 
-    def _snapshot_seen(self, session: _Session, sid: int, ticker: str) -> None:
+    def _snapshot_seen(self, session: _Session, sid: int, ticker: str) -> bool:
+        """Note a snapshot; True when it answers our `get_snapshot` (stored as `resync`)."""
         waiting = session.pending.get(sid)
-        if waiting is None:
-            return
+        if waiting is None or ticker not in waiting:
+            return False
+        resync = session.recovery_mode.get(sid, "get_snapshot") == "get_snapshot"
         waiting.discard(ticker)
         if not waiting:
             self._settle(session, sid)
+        return resync
 
     def _forget_pending(self, session: _Session, tickers: Iterable[str]) -> None:
         for sid, waiting in list(session.pending.items()):

@@ -18,7 +18,10 @@ Entry fields (schema version 1):
     n x  ( i64 recv_ns, i64 sid, i64 seq, u8 flags, u16 connection index, u32 length, raw )
 
 `flags`: bit 0 = sid present, bit 1 = seq present, bit 2 = the listener saw a sequence gap
-before this frame. Absent sid/seq are stored as 0 with the bit clear. Bits 3-7 must be 0.
+before this frame, bit 3 = an order book snapshot the listener asked for (`get_snapshot`) to
+repair a gap. Absent sid/seq are stored as 0 with the bit clear. Bits 4-7 must be 0 (bit 3 came
+with the same schema version: readers older than it refuse such entries as corrupt, so upgrade
+ingest before listeners).
 
 The raw frame is stored as opaque bytes: invalid UTF-8, malformed JSON or an empty frame
 round-trip byte-exact, because the envelope never parses the frame (dead letters are decided
@@ -46,7 +49,8 @@ _VERSION_BYTES = str(SCHEMA_VERSION).encode()
 _HAS_SID = 1
 _HAS_SEQ = 2
 _GAP = 4
-_KNOWN_FLAGS = _HAS_SID | _HAS_SEQ | _GAP
+_RESYNC = 8
+_KNOWN_FLAGS = _HAS_SID | _HAS_SEQ | _GAP | _RESYNC
 
 _CRC = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -64,6 +68,7 @@ class Frame(NamedTuple):
     sid: int | None = None
     seq: int | None = None
     gap: bool = False  # the listener saw a seq gap on this sid right before this frame
+    resync: bool = False  # a book snapshot the listener requested to repair a gap
 
 
 class EnvelopeError(Exception):
@@ -109,6 +114,8 @@ class BatchBuilder:
             flags |= _HAS_SEQ
         if frame.gap:
             flags |= _GAP
+        if frame.resync:
+            flags |= _RESYNC
         try:
             head = _FRAME_HEAD.pack(frame.recv_ns, sid, seq, flags, index, len(raw))
         except struct.error as exc:
@@ -229,6 +236,7 @@ def decode_frames(data: bytes, count: int) -> list[Frame]:
                 sid if flags & _HAS_SID else None,
                 seq if flags & _HAS_SEQ else None,
                 bool(flags & _GAP),
+                bool(flags & _RESYNC),
             )
         )
         offset = stop

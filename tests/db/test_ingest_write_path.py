@@ -128,19 +128,35 @@ def test_raw_frames_view_unpacks_binary_batches_exactly(
         Frame(b"\x00\xff not json \\ \t", now + 5, "conn-\u00fc", None, 9, True),
         Frame(b"", now + 7, "conn-a", -1, 2**62, False),
         Frame(_delta(4), now - 3, "conn-c", 2**40, 5, True),
+        Frame(examples.SNAPSHOT.encode(), now + 9, "conn-c", 2, 2, False, True),
     ]
     row = raw_batch_row(_entry(frames, 3), gatherer=GATHERER, stream=STREAM)
     assert row is not None and row.first_received_ns == now - 3
-    assert write_raw_batches(fresh_pg, [row]) == (1, 4)
+    assert write_raw_batches(fresh_pg, [row]) == (1, 5)
     assert write_raw_batches(fresh_pg, [row]) == (0, 0)
     stored = _all(
         fresh_pg,
-        "SELECT batch_pos, connection_id, received_ns, sid, seq, gap, raw, publisher, batch_seq "
-        "FROM raw_frames ORDER BY batch_pos",
+        "SELECT batch_pos, connection_id, received_ns, sid, seq, gap, resync, raw, publisher, "
+        "batch_seq FROM raw_frames ORDER BY batch_pos",
     )
     assert stored == [
-        (i, f.conn_id, f.recv_ns, f.sid, f.seq, f.gap, f.raw, "pub-1", 3)
+        (i, f.conn_id, f.recv_ns, f.sid, f.seq, f.gap, f.resync, f.raw, "pub-1", 3)
         for i, f in enumerate(frames)
     ]
     (data,) = _all(fresh_pg, "SELECT data FROM raw_batches")[0]
-    assert decode_frames(data, 4) == frames
+    assert decode_frames(data, 5) == frames
+
+
+def test_requested_snapshots_are_stored_as_resync(
+    fresh_pg: psycopg2.extensions.connection,
+) -> None:
+    now = time.time_ns()
+    snapshot = examples.SNAPSHOT.encode()
+    frames = [
+        Frame(snapshot, now, "conn-s", 2, 2),  # the subscribe snapshot
+        Frame(snapshot.replace(b'"seq": 2', b'"seq": 9'), now + 1, "conn-s", 2, 9, True, True),
+    ]
+    counts = write_entries(fresh_pg, [_entry(frames, 1)], gatherer=GATHERER, stream=STREAM)
+    assert counts["orderbook_snapshots"] == 2
+    stored = _all(fresh_pg, "SELECT seq, source FROM orderbook_snapshots ORDER BY seq")
+    assert stored == [(2, "ws"), (9, "resync")]

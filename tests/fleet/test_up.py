@@ -66,14 +66,21 @@ def test_up_captures_exactly_what_the_exchange_sent(tmp_path: Path, gatherer_env
     assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
     conn = psycopg2.connect(gatherer_env["KD_DATABASE_URL"])
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*), count(recovered_at) FROM sequence_gaps")
-        gaps, recovered = cur.fetchone()
+        cur.execute(
+            "SELECT count(*), count(recovered_at), count(*) FILTER "
+            "(WHERE recovery = 'get_snapshot') FROM sequence_gaps"
+        )
+        gaps, recovered, by_snapshot = cur.fetchone()
+        cur.execute("SELECT count(*) FROM orderbook_snapshots WHERE source = 'resync'")
+        (resyncs,) = cur.fetchone()
         cur.execute("SELECT count(*) FROM dead_letters")
         (dead,) = cur.fetchone()
         cur.execute("SELECT count(DISTINCT connection_id) FROM connection_sessions")
         (sessions,) = cur.fetchone()
     conn.close()
     assert gaps > 0 and recovered == gaps, (gaps, recovered)
+    # a gap repaired by get_snapshot left the snapshots it asked for, marked as such
+    assert (resyncs > 0) == (by_snapshot > 0), (resyncs, by_snapshot)
     assert dead > 0, "the simulator's malformed frames must be dead-lettered, not dropped"
     assert sessions > 2, "dropped connections must reconnect as new sessions"
 

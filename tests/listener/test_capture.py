@@ -54,7 +54,7 @@ def test_every_frame_reaches_the_streams_exactly_once(
     )
     deltas = published.messages("orderbook_delta")
     assert deltas and all(f.sid is not None and f.seq is not None for f, _ in deltas)
-    assert not any(f.gap for f in published.data)
+    assert not any(f.gap or f.resync for f in published.data)
     # Sessions: one opened and one closed record per connection, convertible to rows.
     sessions = [r for r in published.control() if r["event"].startswith("session")]
     rows = [session_row(r) for r in sessions]
@@ -116,8 +116,19 @@ def test_seq_gaps_are_recorded_and_repaired_by_get_snapshot(
     assert flagged == {(c, s, q + 1) for c, s, q in skipped}
     snapshot_acks = [m for _, m in published.messages("ok") if isinstance(m.get("msg"), dict)]
     assert snapshot_acks
-    assert len(published.messages("orderbook_snapshot")) > 60
+    snapshots = published.messages("orderbook_snapshot")
+    assert len(snapshots) > 60
     assert listener.stats.snapshot_requests >= 1
+    # The subscribe snapshots are plain; those answering get_snapshot carry the resync flag,
+    # one per market of the gapped shard per repair, each after its gap on that connection.
+    resyncs = [(f, m) for f, m in snapshots if f.resync]
+    assert 0 < len(resyncs) == len(snapshots) - 60
+    first_gap: dict[tuple[str, int | None], int] = {}
+    for frame in published.data:
+        if frame.gap:
+            key = (frame.conn_id, frame.sid)
+            first_gap[key] = min(frame.recv_ns, first_gap.get(key, frame.recv_ns))
+    assert all(f.recv_ns > first_gap[(f.conn_id, f.sid)] for f, _ in resyncs)
 
 
 def test_dropped_connections_reconnect_with_new_ids_and_resubscribe(

@@ -34,6 +34,7 @@ def random_frames(rng: random.Random, n: int) -> list[Frame]:
                 sid=rng.choice([None, 0, 1, 2**63 - 1, -5]),
                 seq=rng.choice([None, 0, i, 2**62]),
                 gap=rng.random() < 0.2,
+                resync=rng.random() < 0.1,
             )
         )
     return frames
@@ -66,6 +67,9 @@ def test_verdict_fields_are_kept() -> None:
     frame = Frame(b"x", 123, "c", sid=None, seq=9, gap=True)
     (back,) = decode_entry(encode_entry([frame]))
     assert (back.sid, back.seq, back.gap, back.recv_ns, back.conn_id) == (None, 9, True, 123, "c")
+    assert not back.resync
+    (resync,) = decode_entry(encode_entry([frame._replace(gap=False, resync=True)]))
+    assert (resync.gap, resync.resync) == (False, True)
 
 
 def test_invalid_frames_are_refused_and_leave_the_batch_intact() -> None:
