@@ -28,7 +28,7 @@ class UnitError(ValueError):
 _FAST_MAX_LEN = 24
 
 
-def _fast_scaled(value: str, places: int, scale: int) -> int | None:
+def plain_scaled(value: str, places: int, scale: int) -> int | None:
     """`value` scaled to an integer when it is a plain fixed-point string with at most `places`
     decimals; None when the general (Decimal) path must decide."""
     if len(value) > _FAST_MAX_LEN or not value.isascii():
@@ -68,7 +68,7 @@ def _exact_int(number: Decimal, scale: Decimal, what: str, raw: object) -> int:
 def dollars_to_micros(value: str | int) -> int:
     """Parse a fixed-point dollar string ("0.5600", "0.960", "12") into micro-dollars."""
     if type(value) is str:
-        fast = _fast_scaled(value, 6, MICROS_PER_DOLLAR)
+        fast = plain_scaled(value, 6, MICROS_PER_DOLLAR)
         if fast is not None:
             return fast
     return _exact_int(_decimal(value, "price"), _MICRO, "price", value)
@@ -77,7 +77,7 @@ def dollars_to_micros(value: str | int) -> int:
 def count_to_hundredths(value: str | int) -> int:
     """Parse a fixed-point contract count ("136.00", "-54.00") into hundredths of a contract."""
     if type(value) is str:
-        fast = _fast_scaled(value, 2, HUNDREDTHS_PER_CONTRACT)
+        fast = plain_scaled(value, 2, HUNDREDTHS_PER_CONTRACT)
         if fast is not None:
             return fast
     return _exact_int(_decimal(value, "count"), _HUNDRED, "count", value)

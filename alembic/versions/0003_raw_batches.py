@@ -24,8 +24,9 @@ from app.db.copy import copy_rows
 from app.db.engine import dbapi_connection
 from app.db.rows import RawBatchRow, RawFrameRow
 from app.db.tables import RAW_BATCHES, RAW_FRAMES_0001
-from app.normalize import FrameEnvelope, datetime_from_ns, frame_facts
-from app.streams.envelope import Frame, decode_frames, encode_frames
+from app.ingest.batch_writer import batch_frame_facts
+from app.normalize import datetime_from_ns
+from app.streams.envelope import Frame, encode_frames
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -292,17 +293,7 @@ def _unpacked_frames() -> Iterator[RawFrameRow]:
         "ORDER BY gatherer, received_at, publisher, batch_seq",
         size=50,
     ):
-        for index, frame in enumerate(decode_frames(bytes(data), count)):
-            envelope = FrameEnvelope(
-                received_ns=frame.recv_ns,
-                connection_id=frame.conn_id,
-                batch_pos=positions[index] if positions else index,
-                gatherer=gatherer,
-                sid=frame.sid,
-                seq=frame.seq,
-                gap=frame.gap,
-            )
-            yield frame_facts(frame.raw, envelope)
+        yield from batch_frame_facts(gatherer, count, positions, bytes(data))
 
 
 def downgrade() -> None:

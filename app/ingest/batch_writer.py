@@ -24,13 +24,39 @@ import orjson
 
 from app.db.copy import copy_idempotent, write_rows
 from app.db.raw_batches import write_raw_batches
-from app.db.rows import RawBatchRow, Row
+from app.db.rows import RawBatchRow, RawFrameRow, Row
 from app.db.tables import ORDERBOOK_DELTAS
 from app.ingest.fast_delta import COLUMNS, delta_line, is_plain, uses_fast_path
-from app.normalize import FormatVersion, FrameEnvelope, datetime_from_ns, normalize_frame
+from app.normalize import (
+    FormatVersion,
+    FrameEnvelope,
+    datetime_from_ns,
+    frame_facts,
+    normalize_frame,
+)
 from app.streams.drain import Entry
+from app.streams.envelope import decode_frames
 
 _DELTA_MARK = b"orderbook_delta"  # cheap pre-check before parsing a frame on the fast path
+
+
+def batch_frame_facts(
+    gatherer: str, frame_count: int, positions: Sequence[int] | None, data: bytes
+) -> Iterator[RawFrameRow]:
+    """The frames of one stored `raw_batches` row, as per-frame facts (`frame_facts`): what the
+    `raw_frames` view shows plus the type and market read from the bytes."""
+    for index, frame in enumerate(decode_frames(data, frame_count)):
+        envelope = FrameEnvelope(
+            received_ns=frame.recv_ns,
+            connection_id=frame.conn_id,
+            batch_pos=positions[index] if positions else index,
+            gatherer=gatherer,
+            sid=frame.sid,
+            seq=frame.seq,
+            gap=frame.gap,
+            resync=frame.resync,
+        )
+        yield frame_facts(frame.raw, envelope)
 
 
 def raw_batch_row(entry: Entry, *, gatherer: str, stream: str) -> RawBatchRow | None:

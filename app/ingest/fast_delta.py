@@ -17,7 +17,7 @@ from typing import Any
 
 from app.normalize.envelope import EPOCH, MAX_NS
 from app.normalize.versions import EFFECTIVE_FROM, FormatVersion
-from app.units import HUNDREDTHS_PER_CONTRACT, MICROS_PER_DOLLAR
+from app.units import HUNDREDTHS_PER_CONTRACT, MICROS_PER_DOLLAR, plain_scaled
 
 # The general mapper's limits: the keys a current-format delta may carry (client_order_id and
 # subaccount only on the key's own orders; the mapper ignores them, as we do), Unix ms that fit
@@ -36,7 +36,6 @@ _DELTA_KEYS = frozenset(
     }
 )
 _MAX_MS = 253_402_300_799_999
-_MAX_NUMBER_LEN = 24
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
@@ -92,19 +91,8 @@ def micros_text(micros: int) -> str:
 
 
 def _scaled(value: Any, places: int, scale: int) -> int | None:
-    # Same grammar as app.units._fast_scaled: [-]digits[.digits], at most `places` decimals.
-    if type(value) is not str or len(value) > _MAX_NUMBER_LEN or not value.isascii():
-        return None
-    whole, _, frac = value.partition(".")
-    negative = whole.startswith("-")
-    if negative:
-        whole = whole[1:]
-    if not whole.isdigit() or len(frac) > places or (frac and not frac.isdigit()):
-        return None
-    scaled = int(whole) * scale
-    if frac:
-        scaled += int(frac) * 10 ** (places - len(frac))
-    return -scaled if negative else scaled
+    """`app.units.plain_scaled` for any JSON value: None unless a plain fixed-point string."""
+    return plain_scaled(value, places, scale) if type(value) is str else None
 
 
 # Memo of wire number -> COPY text of its integer ("" = not for the fast path). The feed repeats

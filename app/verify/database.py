@@ -16,8 +16,7 @@ from typing import Any
 from psycopg2 import sql
 
 from app.db.tables import table_spec
-from app.normalize import FrameEnvelope, frame_facts
-from app.streams.envelope import decode_frames
+from app.ingest.batch_writer import batch_frame_facts
 from app.verify.records import (
     PREVIEW_BYTES,
     RULE_BY_TABLE,
@@ -47,17 +46,8 @@ def raw_frame_records(conn: Any, gatherer: str | None) -> Iterator[Tagged]:
         cur.itersize = BATCHES_PER_FETCH
         cur.execute(query, params)
         for batch_gatherer, count, positions, data in cur:
-            for index, frame in enumerate(decode_frames(bytes(data), count)):
-                envelope = FrameEnvelope(
-                    received_ns=frame.recv_ns,
-                    connection_id=frame.conn_id,
-                    batch_pos=positions[index] if positions else index,
-                    gatherer=batch_gatherer,
-                    sid=frame.sid,
-                    seq=frame.seq,
-                    gap=frame.gap,
-                )
-                yield "raw_frames", raw_frame_record(frame_facts(frame.raw, envelope))
+            for facts in batch_frame_facts(batch_gatherer, count, positions, bytes(data)):
+                yield "raw_frames", raw_frame_record(facts)
 
 
 def _stream(conn: Any, query: sql.Composable, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
