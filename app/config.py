@@ -188,6 +188,12 @@ class StreamSettings(_Section):
     trim_retain_ms: int = Field(0, ge=0, description="also keep acked entries this young")
     trim_approximate: bool = Field(True, description="XTRIM MINID ~ (whole nodes only)")
     trim_interval_s: float = Field(60.0, gt=0, description="beat period of the trim job [§6]")
+    drain_interval_s: float = Field(
+        1.0, gt=0, le=60, description="beat period of each data stream's drain task [§3]"
+    )
+    dead_letter_interval_s: float = Field(
+        10.0, gt=0, le=600, description="beat period of the dead-letter stream's drain task"
+    )
     janitor_interval_s: float = Field(
         600.0, gt=0, description="beat period of the idle-consumer janitor"
     )

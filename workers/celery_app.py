@@ -39,8 +39,6 @@ DRAIN_HARD_LIMIT_S = DRAIN_SOFT_LIMIT_S + 30
 JOB_SOFT_LIMIT_S = 300
 JOB_HARD_LIMIT_S = 360
 
-DRAIN_EVERY_S = 1.0
-DEAD_LETTERS_EVERY_S = 10.0
 
 # beat entry -> (task, job); each job's period is a setting, read through `job_intervals`
 JOB_ENTRIES: tuple[tuple[str, str, str], ...] = (
@@ -58,23 +56,26 @@ JOB_ENTRIES: tuple[tuple[str, str, str], ...] = (
 
 
 def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
-    """One drain per data stream every second, the dead letters every 10 s, the jobs at their
-    configured periods."""
+    """A drain per data stream every `streams.drain_interval_s` (1 s), the dead letters every
+    `streams.dead_letter_interval_s` (10 s), the jobs at their configured periods. A drain
+    message expires after a few periods: a later one does the same work."""
     names = stream_names(config)
+    drain_every = config.streams.drain_interval_s
+    dead_every = config.streams.dead_letter_interval_s
     schedule: dict[str, dict[str, Any]] = {
         f"drain {stream}": {
             "task": "kd.ingest.drain",
-            "schedule": DRAIN_EVERY_S,
+            "schedule": drain_every,
             "args": (stream,),
-            "options": {"queue": "ingest", "expires": 5},
+            "options": {"queue": "ingest", "expires": max(5.0, 5 * drain_every)},
         }
         for stream in (*names.data_streams, names.control)
     }
     schedule[f"drain {names.dead}"] = {
         "task": "kd.ingest.drain",
-        "schedule": DEAD_LETTERS_EVERY_S,
+        "schedule": dead_every,
         "args": (names.dead,),
-        "options": {"queue": "ingest", "expires": 5},
+        "options": {"queue": "ingest", "expires": max(5.0, dead_every / 2)},
     }
     intervals = job_intervals(config)
     for name, task, job in JOB_ENTRIES:

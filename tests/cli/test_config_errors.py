@@ -141,3 +141,12 @@ def test_unknown_retention_table_stops_the_cli(tmp_path: Path) -> None:
     config.write_text("partitions:\n  retention_days:\n    tradez: 3\n")
     line = _assert_one_clear_error(run_cli("--config", str(config), "status"), 2)
     assert "partitions.retention_days" in line and "'tradez'" in line and "known:" in line
+
+
+@pytest.mark.parametrize("yaml_text", ["drain_interval_s: 0", "dead_letter_interval_s: -5"])
+def test_bad_drain_periods_are_one_clear_error(tmp_path: Path, yaml_text: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"streams:\n  {yaml_text}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert f"streams.{yaml_text.split(':')[0]}" in str(caught.value)

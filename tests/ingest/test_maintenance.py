@@ -237,13 +237,18 @@ def test_job_metrics_in_multiprocess_mode(settings: Settings, tmp_path: Path) ->
 
 SCHEDULE_SCRIPT = """
 import json
-from workers.celery_app import JOB_ENTRIES, app
+from app.ingest import stream_names
+from workers.celery_app import JOB_ENTRIES, app, settings
+names = stream_names(settings)
 from tasks.maintenance import drop_expired_partitions
 jobs = {entry: app.conf.beat_schedule[entry] for entry, _, _ in JOB_ENTRIES}
 print(json.dumps({
     "jobs": jobs,
     "periods": {job: app.conf.beat_schedule[entry]["schedule"] for entry, _, job in JOB_ENTRIES},
     "routes": app.conf.task_routes,
+    "drains": {k: v for k, v in app.conf.beat_schedule.items() if k.startswith("drain ")},
+    "streams": [*names.data_streams, names.control],
+    "dead": names.dead,
     "dropped": drop_expired_partitions.apply().get(),
 }))
 """
@@ -265,6 +270,8 @@ def test_beat_schedules_every_job_at_its_configured_interval(settings: Settings)
         KD_PARTITIONS__ENSURE_INTERVAL_S="600",
         KD_PARTITIONS__RETENTION_DAYS='{"trades": 5, "tickers": null}',
         KD_STREAMS__TRIM_INTERVAL_S="45",
+        KD_STREAMS__DRAIN_INTERVAL_S="2.5",
+        KD_STREAMS__DEAD_LETTER_INTERVAL_S="30",
     )
     done = subprocess.run(
         [sys.executable, "-c", SCHEDULE_SCRIPT],
@@ -280,6 +287,15 @@ def test_beat_schedules_every_job_at_its_configured_interval(settings: Settings)
     assert report["jobs"]["ensure partitions"]["schedule"] == 600
     assert report["jobs"]["trim streams"]["schedule"] == 45
     assert report["routes"]["kd.maintenance.*"] == {"queue": "jobs"}
+    # the drains: every data stream and the control stream at the drain period, the
+    # dead-letter stream at its own
+    drains, streams, dead = report["drains"], report["streams"], report["dead"]
+    assert len(streams) > 2 and set(drains) == {f"drain {s}" for s in (*streams, dead)}
+    for stream in streams:
+        entry = drains[f"drain {stream}"]
+        assert (entry["schedule"], entry["args"]) == (2.5, [stream])
+        assert entry["options"] == {"queue": "ingest", "expires": 12.5}
+    assert drains[f"drain {dead}"]["schedule"] == 30
     # every job has a beat entry at the period its staleness metric reports
     configured = settings.model_copy(
         update={
