@@ -1,11 +1,12 @@
 """What the capture pipeline is doing right now, read from Redis and the database.
 
-`up`'s status line reads this once a second: frames stored per second (rows reaching
-`raw_frames`), stream lag and pending entries across the gatherer's streams, rows written per
-table, sequence gaps and dead letters. Everything is read-only and cheap: stream stats are a
-few pipelined commands, row counts come from `pg_stat_user_tables` (cumulative insert counters
-PostgreSQL keeps anyway, summed over partitions), gaps and dead letters from small indexed
-tables. It never raises on a transient failure: a service that does not answer shows as `?`.
+`up`'s status line reads this once a second: frames stored per second (the drains' counter of
+frames newly stored in `raw_batches`, a Redis key), stream lag and pending entries across the
+gatherer's streams, rows written per table, sequence gaps and dead letters. Everything is
+read-only and cheap: stream stats and the counter are a few Redis commands, row counts come
+from `pg_stat_user_tables` (cumulative insert counters PostgreSQL keeps anyway, summed over
+partitions), gaps and dead letters from small indexed tables. It never raises on a transient
+failure: a service that does not answer shows as `?`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from app.streams import StreamNames, stream_stats
 log = logging.getLogger("kalshi_data.pipeline")
 
 COUNTED_TABLES = (
-    "raw_frames",
     "orderbook_snapshots",
     "orderbook_deltas",
     "trades",
@@ -46,6 +46,7 @@ class PipelineSnapshot:
     """One reading of the pipeline; None means "could not be read this time"."""
 
     rows: dict[str, int] = field(default_factory=dict)
+    frames_stored: int | None = None
     stream_length: int | None = None
     lag: int | None = None
     pending: int | None = None
@@ -73,9 +74,11 @@ class PipelineReader:
     def _read_streams(self, snapshot: PipelineSnapshot) -> None:
         try:
             stats = [stream_stats(self._redis, name) for name in self._names.all_streams]
+            stored = self._redis.get(self._names.frames_stored_key)
         except redis.RedisError as exc:
             log.debug("pipeline stream stats unavailable: %s", exc)
             return
+        snapshot.frames_stored = int(stored) if stored is not None else 0
         snapshot.stream_length = sum(s.length for s in stats)
         groups = [g for s in stats for g in s.groups]
         snapshot.pending = sum(g.pending for g in groups)
@@ -120,7 +123,7 @@ class PipelineStatusLine:
         self._last_time: float | None = None
 
     def render(self, snapshot: PipelineSnapshot, now: float) -> str:
-        frames = snapshot.rows.get("raw_frames")
+        frames = snapshot.frames_stored
         rate = "?"
         if frames is not None and self._last_frames is not None and self._last_time is not None:
             rate = f"{(frames - self._last_frames) / max(now - self._last_time, 1e-6):.0f}"

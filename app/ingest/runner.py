@@ -138,6 +138,21 @@ class IngestRun:
         }
 
 
+def count_stored_frames(client: redis.Redis, names: StreamNames, frames: int) -> None:
+    """Add newly stored frames to the gatherer's Redis counter (`up`'s frames/s).
+
+    Counted after the commit and before the XACK: a redelivery stores nothing new, so it adds
+    nothing. Only a crash between the commit and this call leaves a batch uncounted; the
+    database stays the record (`verify`). A Redis error here is logged, never fatal.
+    """
+    if frames <= 0:
+        return
+    try:
+        client.incrby(names.frames_stored_key, frames)
+    except redis.RedisError as exc:
+        log_event(log, "ingest.frames_counter_failed", logging.WARNING, error=str(exc))
+
+
 def run_drain(settings: Settings, stream: str, *, budget_s: float | None = None) -> IngestRun:
     """Drain one stream of this gatherer into the database (one Celery drain task run).
 
@@ -157,6 +172,7 @@ def run_drain(settings: Settings, stream: str, *, budget_s: float | None = None)
             counts: dict[str, int] = write(conn, entries)
         # Committed: count the new rows per table (not the registry's status changes).
         record_rows_by_table({t: n for t, n in counts.items() if t not in NOT_TABLES})
+        count_stored_frames(client, names, counts.get("raw_frames", 0))
         for table, count in counts.items():
             rows[table] = rows.get(table, 0) + count
 

@@ -116,6 +116,11 @@ class StreamNames:
             return self.lifecycle
         return self.other
 
+    @property
+    def frames_stored_key(self) -> str:
+        """Counter of frames ingest has stored (for `up`'s status line, not for accounting)."""
+        return f"{self.prefix}:stats:frames_stored"
+
     def publisher_key(self, publisher_id: str) -> str:
         """The key holding a publisher's last applied batch number (publish dedup)."""
         return f"{self.prefix}:pub:{publisher_id}"

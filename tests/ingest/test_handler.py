@@ -10,8 +10,9 @@ import redis
 from prometheus_client import REGISTRY
 
 from app.config import Settings
+from app.fleet.pipeline import PipelineReader, PipelineStatusLine
 from app.ingest import STAGE_ENVELOPE, entry_rows, run_drain, stream_names, write_entries
-from app.ingest.runner import database
+from app.ingest.runner import close_all, database
 from app.streams import Entry, Frame, decode_entry, stream_stats
 from tests.conftest import free_port
 from tests.ingest.conftest import publish, query
@@ -127,6 +128,22 @@ def test_drain_writes_every_frame_and_dead_letters_malformed(
     for stream in names.data_streams:
         group = stream_stats(client, stream).groups[0]
         assert group.pending == 0 and group.lag == 0
+    # `up`'s status line counter: every frame once
+    assert int(client.get(names.frames_stored_key) or 0) == len(items)
+    close_all()  # an exiting backend publishes its insert counters at once (idle: up to 10 s)
+    reader = PipelineReader(settings.redis_url, url, names, settings.gatherer)
+    deadline = time.monotonic() + 15
+    try:
+        snapshot = reader.read()
+        while snapshot.rows.get("dead_letters") != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            snapshot = reader.read()
+    finally:
+        reader.close()
+    assert snapshot.frames_stored == len(items)
+    assert (snapshot.rows["trades"], snapshot.rows["dead_letters"]) == (1, 2)
+    line = PipelineStatusLine("g").render(snapshot, 0.0)
+    assert f"rows: frames {len(items)} book 2 trades 1" in line
 
 
 def test_replay_after_commit_before_ack_inserts_nothing(
@@ -163,6 +180,7 @@ def test_replay_after_commit_before_ack_inserts_nothing(
     assert sum(r.drain.handled for r in runs) == delivered
     assert all(sum(r.rows.values()) == 0 for r in runs), [r.rows for r in runs]
     assert table_counts(settings.database_url) == first
+    assert client.get(names.frames_stored_key) is None  # the replay stored no new frame
     for stream in names.data_streams:
         assert stream_stats(client, stream).groups[0].pending == 0
 
