@@ -6,6 +6,7 @@ exactly what the simulator's ground truth says it sent, with faults injected alo
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -62,6 +63,10 @@ def test_up_captures_exactly_what_the_exchange_sent(tmp_path: Path, gatherer_env
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Traceback" not in result.stderr
     assert "stopped after" in result.stdout
+    # the final status line counts the frames stored (not '?')
+    final = next(line for line in result.stdout.splitlines() if "stopped after" in line)
+    stored = re.search(r"rows: frames (\d+) ", final)
+    assert stored is not None and int(stored.group(1)) > 1000, final
     check = run_cli("verify", "--truth", str(truth), timeout=120, **gatherer_env)
     assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
     conn = psycopg2.connect(gatherer_env["KD_DATABASE_URL"])
