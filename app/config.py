@@ -252,6 +252,19 @@ class ListenerSettings(_Section):
     )
     stats_log_interval_s: float = Field(30.0, gt=0, description="cadence of listener_stats logs")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="publisher flush bound on exit")
+    hole_lead_s: float = Field(
+        2.0,
+        ge=0,
+        description="a capture hole starts this long before the last frame read: the frames "
+        "the exchange sent just before a break may still have been on the way [docs/holes.md]",
+    )
+    heartbeat_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="how often the listener records in Redis what a successor needs to close "
+        "its sessions and holes if it dies [docs/holes.md]",
+    )
+
 
     @field_validator("global_connections")
     @classmethod

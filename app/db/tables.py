@@ -137,6 +137,7 @@ SEQUENCE_GAPS = TableSpec(
 )
 CONNECTION_SESSIONS = TableSpec("connection_sessions", key=("gatherer", "connection_id"))
 DEDUP_CURSORS = TableSpec("dedup_cursors", key=("gatherer", "table_name"))
+CAPTURE_HOLES = TableSpec("capture_holes", key=("gatherer", "hole_id"))
 
 TIME_SERIES_TABLES: tuple[TableSpec, ...] = (
     RAW_BATCHES,
@@ -156,6 +157,7 @@ RELATIONAL_TABLES: tuple[TableSpec, ...] = (
     SEQUENCE_GAPS,
     CONNECTION_SESSIONS,
     DEDUP_CURSORS,
+    CAPTURE_HOLES,
 )
 ALL_TABLES: tuple[TableSpec, ...] = TIME_SERIES_TABLES + RELATIONAL_TABLES
 

@@ -2,9 +2,10 @@
 
 The listener never touches SQL (STYLE §1): it publishes `kd_control` frames onto
 `kd:{g}:control` with the same delivery guarantees as exchange frames (journal, PEL, reclaim).
-Here they become `sequence_gaps` and `connection_sessions` rows. Each record repeats every field
-of the earlier record about the same gap or session, so the writes are upserts that only ever
-fill in what was missing (recovered_at, closed_at): replaying an entry changes nothing.
+Here they become `sequence_gaps`, `connection_sessions` and `capture_holes` rows. Each record
+repeats every field of the earlier record about the same gap, session or hole, so the writes
+are upserts that only ever fill in what was missing (recovered_at, closed_at, to_at):
+replaying an entry changes nothing.
 A record that does not parse is dead-lettered with its raw bytes, never dropped.
 """
 
@@ -19,9 +20,11 @@ from app.db.copy import write_rows
 from app.db.rows import DeadLetterRow, SequenceGapRow
 from app.listener.control import (
     GAP_EVENTS,
+    HOLE_EVENTS,
     SESSION_EVENTS,
     ControlRecordError,
     gap_row,
+    hole_row,
     parse_control,
     session_row,
 )
@@ -48,6 +51,23 @@ ON CONFLICT ON CONSTRAINT connection_sessions_pkey DO UPDATE SET
     close_reason = COALESCE(connection_sessions.close_reason, EXCLUDED.close_reason),
     market_count = COALESCE(EXCLUDED.market_count, connection_sessions.market_count)
 """
+
+# A hole's end only ever gets filled in; its start can only move earlier (two records about
+# one hole never disagree today, but a replay must never shrink a recorded hole).
+_HOLES_SQL = """
+INSERT INTO capture_holes (gatherer, hole_id, connection_id, channel, market_tickers, cause,
+                           from_at, to_at, detail, backfill_status)
+VALUES %s
+ON CONFLICT ON CONSTRAINT capture_holes_pkey DO UPDATE SET
+    from_at = LEAST(capture_holes.from_at, EXCLUDED.from_at),
+    to_at = COALESCE(capture_holes.to_at, EXCLUDED.to_at),
+    detail = COALESCE(capture_holes.detail, EXCLUDED.detail)
+"""
+
+_HOLE_COLUMNS = (
+    "gatherer", "hole_id", "connection_id", "channel", "market_tickers", "cause", "from_at",
+    "to_at", "detail", "backfill_status",
+)  # fmt: skip
 
 _SESSION_COLUMNS = (
     "gatherer", "connection_id", "role", "shard", "url", "opened_at", "closed_at",
@@ -76,12 +96,23 @@ def _merge_sessions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+def _merge_holes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["gatherer"], row["hole_id"])
+        seen = merged.get(key)
+        if seen is None or (seen["to_at"] is None and row["to_at"] is not None):
+            merged[key] = row
+    return list(merged.values())
+
+
 def write_control_entries(
     conn: Any, entries: Sequence[Entry], *, gatherer: str, stream: str
 ) -> dict[str, int]:
-    """Upsert the gap and session records of `entries` in one transaction and commit."""
+    """Upsert the gap, session and hole records of `entries` in one transaction and commit."""
     gaps: list[SequenceGapRow] = []
     sessions: list[dict[str, Any]] = []
+    holes: list[dict[str, Any]] = []
     dead: list[DeadLetterRow] = []
     for entry in entries:
         for pos, frame in enumerate(entry.frames):
@@ -91,6 +122,8 @@ def write_control_entries(
                     gaps.append(gap_row(record))
                 elif record.get("event") in SESSION_EVENTS:
                     sessions.append(session_row(record))
+                elif record.get("event") in HOLE_EVENTS:
+                    holes.append(hole_row(record))
                 else:
                     raise ControlRecordError(f"unknown control event {record.get('event')!r}")
             except ControlRecordError as exc:
@@ -112,6 +145,7 @@ def write_control_entries(
                     )
                 )
     gaps, sessions = _merge_gaps(gaps), _merge_sessions(sessions)
+    holes = _merge_holes(holes)
     try:
         with conn.cursor() as cur:
             if gaps:
@@ -122,6 +156,8 @@ def write_control_entries(
                 execute_values(
                     cur, _SESSIONS_SQL, [tuple(s[c] for c in _SESSION_COLUMNS) for s in sessions]
                 )
+            if holes:
+                execute_values(cur, _HOLES_SQL, [tuple(h[c] for c in _HOLE_COLUMNS) for h in holes])
         counts = write_rows(conn, dead) if dead else {}
         conn.commit()
     except BaseException:
@@ -129,4 +165,5 @@ def write_control_entries(
         raise
     counts["sequence_gaps"] = len(gaps)
     counts["connection_sessions"] = len(sessions)
+    counts["capture_holes"] = len(holes)
     return counts

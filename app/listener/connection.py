@@ -44,6 +44,8 @@ from app.listener.control import (
     encode_control,
     gap_fields,
 )
+from app.listener.heartbeat import SessionInfo
+from app.listener.holes import HoleTracker
 from app.listener.metrics import connection_role, metric_role
 from app.listener.sequence import SequenceTracker, Verdict
 from app.listener.stats import ConnectionStats, ListenerStats
@@ -69,6 +71,7 @@ class _Session:
     ws: KalshiWebSocket
     conn_id: str
     opened_ns: int
+    last_frame_ns: int = 0  # wall time the newest frame was read (start of a disconnect hole)
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
     channel_of: dict[int, str] = field(default_factory=dict)  # sid -> channel
     book_sid: int | None = None
@@ -102,6 +105,7 @@ class ConnectionManager:
         settings: ListenerSettings,
         stats: ListenerStats,
         on_market_rejected: MarketRejected | None = None,
+        started_ns: int | None = None,
     ) -> None:
         if role not in ("global", "orderbook"):
             raise ValueError(f"unknown role {role!r}")
@@ -126,6 +130,13 @@ class ConnectionManager:
         self._session: _Session | None = None
         self._carry_gaps: list[dict[str, Any]] = []
         self.fatal: BaseException | None = None
+        # Holes (docs/holes.md): everything before the first subscription is one.
+        self._started_ns = started_ns if started_ns is not None else time.time_ns()
+        self._books_live = False  # a book subscription has been acknowledged once
+        self.holes = HoleTracker(gatherer, self._emit_hole, round(settings.hole_lead_s * 1e9))
+        if role == "global":
+            for channel in channels:
+                self.holes.channel_missed(channel, "not_subscribed", self._started_ns, lead=False)
 
     # -- what the runner calls ------------------------------------------------------------
 
@@ -137,10 +148,34 @@ class ConnectionManager:
     def session(self) -> KalshiWebSocket | None:
         return self._session.ws if self._session else None
 
+    def session_info(self) -> SessionInfo | None:
+        """The live session as the heartbeat records it (None between sessions)."""
+        session = self._session
+        if session is None:
+            return None
+        fields = self._session_fields(session)
+        return SessionInfo(
+            conn_id=session.conn_id,
+            role=self.role,
+            shard=self.shard,
+            url=self.url,
+            opened_ns=session.opened_ns,
+            market_count=fields["market_count"],
+        )
+
     def set_markets(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
         """Change the desired market set; the control loop reconciles within a tick."""
-        self.desired.update(add)
-        self.desired.difference_update(remove)
+        now = time.time_ns()
+        added = [t for t in add if t not in self.desired]
+        removed = [t for t in remove if t in self.desired]
+        self.desired.update(added)
+        self.desired.difference_update(removed)
+        if added:
+            # Before the shard's first subscription its markets are missed since the start.
+            since = now if self._books_live else self._started_ns
+            self.holes.books_missed(added, "not_subscribed", since, lead=False)
+        if removed:
+            self.holes.books_forgotten(removed, now)
         self.conn_stats.desired_markets = len(self.desired)
         self._wake.set()
 
@@ -215,7 +250,8 @@ class ConnectionManager:
             reply_timeout_s=self._settings.reply_timeout_s,
             ping_interval_s=self._settings.ping_interval_s,
         )
-        session = _Session(ws=ws, conn_id=conn_id, opened_ns=time.time_ns())
+        opened_ns = time.time_ns()
+        session = _Session(ws=ws, conn_id=conn_id, opened_ns=opened_ns, last_frame_ns=opened_ns)
         holder.append(session)
         session.carry_gaps, self._carry_gaps = self._carry_gaps, []
         self._session = session
@@ -249,6 +285,26 @@ class ConnectionManager:
             self._carry_gaps.extend(gaps)
         self._carry_gaps.extend(session.carry_gaps)
         self._session = None
+        # What the exchange sent after the last frame read reached no one (docs/holes.md).
+        cause = "listener_down" if session.close_reason == "shutdown" else "disconnect"
+        with contextlib.suppress(JournalFull):
+            if self.role == "global":
+                for channel in sorted(set(session.channel_of.values())):
+                    self.holes.channel_missed(
+                        channel,
+                        cause,
+                        session.last_frame_ns,
+                        conn_id=session.conn_id,
+                        detail=reason,
+                    )
+            else:
+                self.holes.books_missed(
+                    self.desired | session.subscribed,
+                    cause,
+                    session.last_frame_ns,
+                    conn_id=session.conn_id,
+                    detail=reason,
+                )
         with contextlib.suppress(JournalFull):
             self._control(
                 SESSION_CLOSED,
@@ -446,6 +502,13 @@ class ConnectionManager:
         if sid is None:
             return
         self._stats.resubscribes += 1
+        self.holes.books_missed(
+            session.subscribed,
+            "subscribe_failed",
+            session.last_frame_ns,
+            conn_id=session.conn_id,
+            detail=f"get_snapshot refused on sid {sid}: resubscribing",
+        )
         with contextlib.suppress(WsError):
             await session.ws.unsubscribe([sid])
         session.carry_gaps.extend(session.open_gaps.pop(sid, []))
@@ -468,6 +531,13 @@ class ConnectionManager:
         if exc.terminal and session.book_sid is not None:
             # 10/17: the subscription is gone; subscribe afresh on the next tick.
             sid = session.book_sid
+            self.holes.books_missed(
+                session.subscribed,
+                "subscribe_failed",
+                session.last_frame_ns,
+                conn_id=session.conn_id,
+                detail=f"{command} failed with code {exc.error_code}: subscription ended",
+            )
             session.carry_gaps.extend(session.open_gaps.pop(sid, []))
             session.carry_mode = "resubscribe"
             self._drop_sid(session, sid)
@@ -486,6 +556,7 @@ class ConnectionManager:
     def _drop_market(self, session: _Session, ticker: str, where: str) -> None:
         self._stats.markets_dropped += 1
         self.desired.discard(ticker)
+        self.holes.books_forgotten([ticker], time.time_ns())
         session.subscribed.discard(ticker)
         self._forget_pending(session, [ticker])
         self.conn_stats.desired_markets = len(self.desired)
@@ -511,6 +582,7 @@ class ConnectionManager:
         raw = data.encode("utf-8") if isinstance(data, str) else data
         now = time.monotonic()
         session.last_frame = now
+        previous_ns, session.last_frame_ns = session.last_frame_ns, frame.received_ns
         self.conn_stats.last_frame_monotonic = now
         self.conn_stats.frames += 1
         self._stats.frames += 1
@@ -533,11 +605,13 @@ class ConnectionManager:
                 value = body.get("market_ticker")
                 ticker = value if isinstance(value, str) else None
             if msg_type in REPLY_TYPES:
-                self._on_reply(session, msg_type, message, body)
+                self._on_reply(session, msg_type, message, body, frame.received_ns)
             elif sid is not None and seq is not None:
-                gap = self._check_seq(session, sid, seq, frame.received_ns)
+                gap = self._check_seq(session, sid, seq, frame.received_ns, previous_ns)
                 if msg_type == "orderbook_snapshot" and ticker is not None:
                     resync = self._snapshot_seen(session, sid, ticker)
+                    if sid == session.book_sid:
+                        self.holes.book_resumed(ticker, frame.received_ns)
         else:
             self._stats.unparseable_frames += 1
         kind = msg_type or "unparseable"
@@ -549,7 +623,7 @@ class ConnectionManager:
         )
 
     def _on_reply(
-        self, session: _Session, msg_type: str, message: dict[str, Any], body: Any
+        self, session: _Session, msg_type: str, message: dict[str, Any], body: Any, recv_ns: int
     ) -> None:
         if msg_type == "subscribed" and isinstance(body, dict):
             sid, channel = _int(body.get("sid")), body.get("channel")
@@ -557,8 +631,11 @@ class ConnectionManager:
                 return
             session.tracker.start(sid)
             session.channel_of[sid] = channel
+            if channel != BOOK_CHANNEL:
+                self.holes.channel_resumed(channel, recv_ns)
             if channel == BOOK_CHANNEL:
                 session.book_sid = sid
+                self._books_live = True
                 if session.carry_gaps:
                     session.open_gaps[sid] = session.carry_gaps
                     session.recovery_mode[sid] = session.carry_mode
@@ -589,6 +666,23 @@ class ConnectionManager:
         if code in RESUBSCRIBE_CODES and sid is not None and sid in session.channel_of:
             channel = session.channel_of.pop(sid)
             session.tracker.forget(sid)
+            ended = f"subscription {sid} ended by error {code}"
+            if channel == BOOK_CHANNEL:
+                self.holes.books_missed(
+                    session.subscribed,
+                    "subscribe_failed",
+                    session.last_frame_ns,
+                    conn_id=session.conn_id,
+                    detail=ended,
+                )
+            else:
+                self.holes.channel_missed(
+                    channel,
+                    "subscribe_failed",
+                    session.last_frame_ns,
+                    conn_id=session.conn_id,
+                    detail=ended,
+                )
             if channel == BOOK_CHANNEL and sid == session.book_sid:
                 session.carry_gaps.extend(session.open_gaps.pop(sid, []))
                 session.carry_mode = "resubscribe"
@@ -600,7 +694,9 @@ class ConnectionManager:
             session.rejected.add(body["market_ticker"])
             self._wake.set()
 
-    def _check_seq(self, session: _Session, sid: int, seq: int, recv_ns: int) -> bool:
+    def _check_seq(
+        self, session: _Session, sid: int, seq: int, recv_ns: int, previous_ns: int
+    ) -> bool:
         check = session.tracker.check(sid, seq)
         if check.verdict is Verdict.DUPLICATE:
             # Forwarded unchanged; (conn id, sid, seq) identifies it downstream.
@@ -635,6 +731,21 @@ class ConnectionManager:
             expected=check.expected,
             got=seq,
         )
+        detail = f"sid {sid}: expected seq {check.expected}, got {seq}"
+        if book:
+            self.holes.books_missed(
+                session.subscribed, "seq_gap", previous_ns, conn_id=session.conn_id, detail=detail
+            )
+        elif sid in session.channel_of:
+            # No snapshot can repair a global channel: the hole is over as soon as noticed.
+            self.holes.channel_blip(
+                session.channel_of[sid],
+                "seq_gap",
+                previous_ns,
+                recv_ns,
+                conn_id=session.conn_id,
+                detail=detail,
+            )
         if book:
             # Any market may have lost the delta: every one needs a fresh snapshot.
             session.open_gaps.setdefault(sid, []).append(record)
@@ -684,6 +795,23 @@ class ConnectionManager:
         session.snapshot_due.discard(sid)
         if session.book_sid == sid:
             session.book_sid = None
+
+    def _emit_hole(self, event: str, fields: dict[str, Any]) -> None:
+        """Publish a hole record; one without a session names the shard as its connection."""
+        if event == "hole_opened":
+            self._stats.holes_opened += 1
+        self._publisher.add(
+            self._control_stream,
+            Frame(
+                encode_control(event, **fields),
+                time.time_ns(),
+                fields.get("conn_id") or f"{self.gatherer}-{self.shard}",
+                None,
+                None,
+                False,
+            ),
+        )
+        self._stats.control_frames += 1
 
     def _control(self, event: str, session: _Session, **fields: Any) -> None:
         """Publish a control record (docs/listener.md) on the control stream."""

@@ -15,7 +15,13 @@ worker turns each one into a row with the pure functions below:
  "role":"orderbook"|"global","shard":"ob0","url":"wss://…","opened_ns":…,"market_count":250}
 {"type":"kd_control","v":1,"event":"session_closed", …the session_opened fields…,
  "closed_ns":…,"close_reason":"1006 ''"}
+{"type":"kd_control","v":1,"event":"hole_opened","gatherer":"g1","hole_id":"…","conn_id":"…"|null,
+ "channel":"trade","market_tickers":null|["A"],"cause":"disconnect","from_ns":…,"detail":"…"}
+{"type":"kd_control","v":1,"event":"hole_closed", …the hole_opened fields…, "to_ns":…}
 ```
+
+Holes (`capture_holes`, docs/holes.md) are the stretches the listener knows it may have missed;
+a hole record is upserted on `(gatherer, hole_id)`.
 
 Each later record repeats every field of the earlier one, so a row can be written from either
 alone (an upsert on the table key: `sequence_gaps (gatherer, connection_id, sid,
@@ -42,6 +48,21 @@ SESSION_OPENED = "session_opened"
 SESSION_CLOSED = "session_closed"
 GAP_EVENTS = frozenset({GAP_DETECTED, GAP_RECOVERED})
 SESSION_EVENTS = frozenset({SESSION_OPENED, SESSION_CLOSED})
+HOLE_OPENED = "hole_opened"
+HOLE_CLOSED = "hole_closed"
+HOLE_EVENTS = frozenset({HOLE_OPENED, HOLE_CLOSED})
+HOLE_CAUSES = frozenset(
+    {
+        "not_subscribed",
+        "disconnect",
+        "seq_gap",
+        "listener_died",
+        "listener_down",
+        "journal_loss",
+        "subscribe_failed",
+    }
+)
+ALL_EVENTS = GAP_EVENTS | SESSION_EVENTS | HOLE_EVENTS
 
 
 class ControlRecordError(ValueError):
@@ -88,7 +109,7 @@ def parse_control(raw: bytes | str) -> dict[str, Any]:
         raise ControlRecordError("not a kd_control frame")
     if record.get("v") != CONTROL_VERSION:
         raise ControlRecordError(f"unsupported control version {record.get('v')!r}")
-    if record.get("event") not in GAP_EVENTS | SESSION_EVENTS:
+    if record.get("event") not in ALL_EVENTS:
         raise ControlRecordError(f"unknown control event {record.get('event')!r}")
     return record
 
@@ -162,4 +183,42 @@ def session_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "closed_at": _ns_time(closed, "closed_ns") if closed is not None else None,
         "close_reason": reason if isinstance(reason, str) else None,
         "market_count": market_count if isinstance(market_count, int) else None,
+    }
+
+
+def hole_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A `hole_opened` / `hole_closed` record as a `capture_holes` row dict.
+
+    A trade-channel hole starts `pending` backfill (docs/backfill.md); other channels cannot
+    be backfilled from REST, so their status stays NULL.
+    """
+    if record.get("event") not in HOLE_EVENTS:
+        raise ControlRecordError(f"not a hole record: {record.get('event')!r}")
+    cause = _str(record, "cause")
+    if cause not in HOLE_CAUSES:
+        raise ControlRecordError(f"unknown hole cause {cause!r}")
+    tickers = record.get("market_tickers")
+    if tickers is not None and (
+        not isinstance(tickers, list) or not all(isinstance(t, str) for t in tickers)
+    ):
+        raise ControlRecordError("market_tickers must be null or a list of strings")
+    conn_id = record.get("conn_id")
+    detail = record.get("detail")
+    to_ns = record.get("to_ns")
+    from_at = _ns_time(record.get("from_ns"), "from_ns")
+    to_at = _ns_time(to_ns, "to_ns") if to_ns is not None else None
+    if to_at is not None and to_at < from_at:
+        raise ControlRecordError("to_ns is before from_ns")
+    channel = _str(record, "channel")
+    return {
+        "gatherer": _str(record, "gatherer"),
+        "hole_id": _str(record, "hole_id"),
+        "connection_id": conn_id if isinstance(conn_id, str) else None,
+        "channel": channel,
+        "market_tickers": sorted(tickers) if tickers is not None else None,
+        "cause": cause,
+        "from_at": from_at,
+        "to_at": to_at,
+        "detail": detail if isinstance(detail, str) else None,
+        "backfill_status": "pending" if channel == "trade" else None,
     }

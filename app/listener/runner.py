@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,22 @@ from app.kalshi.backoff import Backoff
 from app.kalshi.errors import KalshiError
 from app.kalshi.rest import KalshiRest
 from app.listener.connection import ConnectionManager
-from app.listener.control import control_stream
+from app.listener.control import control_stream, encode_control
+from app.listener.heartbeat import (
+    RUNNING,
+    STOPPED,
+    decode_heartbeat,
+    encode_heartbeat,
+    heartbeat_key,
+    successor_records,
+)
 from app.listener.metrics import ListenerMetrics, start_listener_metrics
 from app.listener.shards import ShardMap
 from app.listener.stats import ListenerStats
 from app.logs import log_event
 from app.metrics import MetricsServer
 from app.registry.feed import ChangeFeed, Snapshot
-from app.streams import JournalFull, StreamNames, StreamPublisher, open_redis
+from app.streams import Frame, JournalFull, StreamNames, StreamPublisher, open_redis
 
 log = logging.getLogger("kalshi_data.listener")
 
@@ -81,6 +90,10 @@ class Listener:
         self.registry_version = 0
         self.metrics = ListenerMetrics(settings.gatherer)
         self.metrics_server: MetricsServer | None = None
+        self.started_ns = time.time_ns()
+        self.heartbeat_key = heartbeat_key(
+            settings.gatherer, self.config.journal_subdir.format(gatherer=settings.gatherer)
+        )
 
     # -- public ---------------------------------------------------------------------------
 
@@ -114,6 +127,8 @@ class Listener:
             publisher_id=self._publisher_id,
         )
         await self._publisher.start()
+        self.started_ns = time.time_ns()
+        await self._settle_predecessor(client)
         self._feed = ChangeFeed.from_url(s.redis_url, s.gatherer, s.registry)
         log_event(log, "listener_starting", gatherer=s.gatherer, url=self.url)
         # Served (and closed by _shutdown) before any connection, so it shows one that fails.
@@ -125,12 +140,14 @@ class Listener:
             follower = asyncio.create_task(self._follow_registry(snapshot), name="registry")
             reporter = asyncio.create_task(self._report_stats(), name="stats")
             metrics = asyncio.create_task(self._sync_metrics(), name="metrics")
+            beats = asyncio.create_task(self._beat(client), name="heartbeat")
             stopper = asyncio.create_task(stop.wait())
             await self._wait_for_stop(stopper)
             follower.cancel()
             reporter.cancel()
             metrics.cancel()
-            for task in (follower, reporter, metrics):
+            beats.cancel()
+            for task in (follower, reporter, metrics, beats):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         finally:
@@ -152,6 +169,7 @@ class Listener:
             settings=self.config,
             stats=self.stats,
             on_market_rejected=self._market_rejected,
+            started_ns=self.started_ns,
         )
         self.managers[shard] = manager
         if role == "orderbook":
@@ -202,7 +220,9 @@ class Listener:
                 task.cancel()
         try:
             if self._publisher is not None:
-                await self._publisher.close(timeout=self.config.shutdown_timeout_s)
+                delivered = await self._publisher.close(timeout=self.config.shutdown_timeout_s)
+                # Everything read is in Redis or the journal: a clean stop (docs/holes.md).
+                await self._write_heartbeat(client, STOPPED if delivered else RUNNING)
         finally:
             await client.aclose()
             if self._feed is not None:
@@ -212,6 +232,72 @@ class Listener:
                 self.metrics_server.close()
                 self.metrics_server = None
             log_event(log, "listener_stopped", **_flat(self.snapshot_stats()))
+
+    # -- heartbeat and predecessor (docs/holes.md) ----------------------------------------
+
+    def _channels(self) -> list[str]:
+        channels = [c for group in self.config.global_connections for c in group]
+        return [*channels, "orderbook_delta"]
+
+    async def _settle_predecessor(self, client: Any) -> None:
+        """Close what the previous listener of this name left open; record its death."""
+        try:
+            raw = await client.get(self.heartbeat_key)
+        except (redis.RedisError, OSError, TimeoutError) as exc:  # nothing is known
+            log_event(log, "listener_heartbeat_unreadable", logging.WARNING, error=str(exc))
+            return
+        previous = decode_heartbeat(raw)
+        records = successor_records(
+            previous,
+            gatherer=self.settings.gatherer,
+            started_ns=self.started_ns,
+            lead_ns=round(self.config.hole_lead_s * 1e9),
+        )
+        for event, fields in records:
+            self.publisher.add(
+                self.control_stream,
+                Frame(
+                    encode_control(event, **fields),
+                    time.time_ns(),
+                    fields.get("conn_id") or f"{self.settings.gatherer}-listener",
+                    None,
+                    None,
+                    False,
+                ),
+            )
+        if previous is not None:
+            log_event(
+                log,
+                "listener_predecessor",
+                logging.WARNING if previous.get("state") != STOPPED else logging.INFO,
+                predecessor=previous.get("listener_id"),
+                state=previous.get("state"),
+                records=len(records),
+            )
+        await self._write_heartbeat(client, RUNNING)
+
+    async def _write_heartbeat(self, client: Any, state: str) -> None:
+        sessions = [m.session_info() for m in self.managers.values()]
+        value = encode_heartbeat(
+            listener_id=self.publisher.publisher_id,
+            state=state,
+            started_ns=self.started_ns,
+            now_ns=time.time_ns(),
+            durable_ns=self.publisher.durable_before_ns(),
+            channels=self._channels(),
+            sessions=[s for s in sessions if s is not None],
+            holes=[h for m in self.managers.values() for h in m.holes.open_holes],
+        )
+        try:
+            await client.set(self.heartbeat_key, value)
+        except (redis.RedisError, OSError, TimeoutError) as exc:  # only widens a later hole
+            self.stats.heartbeat_errors += 1
+            log_event(log, "listener_heartbeat_failed", logging.WARNING, error=str(exc))
+
+    async def _beat(self, client: Any) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+            await self._write_heartbeat(client, RUNNING)
 
     # -- markets --------------------------------------------------------------------------
 

@@ -60,6 +60,8 @@ class ListenerStats:
     reconnects: int = 0
     gaps_detected: int = 0
     gaps_recovered: int = 0
+    holes_opened: int = 0
+    heartbeat_errors: int = 0
     seq_duplicates: int = 0
     snapshot_requests: int = 0
     resubscribes: int = 0
@@ -79,6 +81,8 @@ class ListenerStats:
             "reconnects": self.reconnects,
             "gaps_detected": self.gaps_detected,
             "gaps_recovered": self.gaps_recovered,
+            "holes_opened": self.holes_opened,
+            "heartbeat_errors": self.heartbeat_errors,
             "seq_duplicates": self.seq_duplicates,
             "snapshot_requests": self.snapshot_requests,
             "resubscribes": self.resubscribes,

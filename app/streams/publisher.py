@@ -131,12 +131,13 @@ class PublisherStats:
 
 
 class _OpenBatch:
-    __slots__ = ("builder", "nbytes", "started")
+    __slots__ = ("builder", "first_ns", "nbytes", "started")
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, first_ns: int) -> None:
         self.builder = BatchBuilder()
         self.nbytes = 0
         self.started = started
+        self.first_ns = first_ns  # receive time of the batch's first frame
 
 
 def default_publisher_id() -> str:
@@ -183,6 +184,7 @@ class StreamPublisher:
         self._interval_s = settings.batch_interval_ms / 1000
         self._max_bytes = settings.max_buffered_bytes
         self._buffers: dict[str, _OpenBatch] = {}
+        self._first_ns: dict[int, int] = {}  # batch seq -> first frame's receive ns
         self._sealed: deque[JournalRecord] = deque()
         self._inflight: list[JournalRecord] = []
         self._inflight_abandoned = False  # add() moved them to the journal mid-call
@@ -232,7 +234,7 @@ class StreamPublisher:
             self._relieve_memory()
         batch = self._buffers.get(stream)
         if batch is None:
-            batch = self._buffers[stream] = _OpenBatch(time.monotonic())
+            batch = self._buffers[stream] = _OpenBatch(time.monotonic(), frame.recv_ns)
             self._wake.set()
         size = batch.builder.add(frame)
         batch.nbytes += size
@@ -304,6 +306,22 @@ class StreamPublisher:
     def spilling(self) -> bool:
         return self._spilling
 
+    def durable_before_ns(self, now_ns: int | None = None) -> int:
+        """Every frame added with a receive time before this is in Redis or the journal.
+
+        The oldest receive time among batches still only in memory (open, sealed or in
+        flight), else `now_ns`. A listener killed now loses nothing received earlier, which
+        is where the next listener starts the hole it records (docs/holes.md).
+        """
+        now = time.time_ns() if now_ns is None else now_ns
+        pending = [*self._sealed, *([] if self._inflight_abandoned else self._inflight)]
+        alive = {record.seq for record in pending}
+        for seq in [seq for seq in self._first_ns if seq not in alive]:
+            del self._first_ns[seq]
+        candidates = [batch.first_ns for batch in self._buffers.values()]
+        candidates.extend(self._first_ns[seq] for seq in alive if seq in self._first_ns)
+        return min([now, *candidates])
+
     # -- sealing and spilling (synchronous, called from add) --------------------------------
 
     def _seal(self, stream: str, batch: _OpenBatch) -> None:
@@ -314,6 +332,7 @@ class StreamPublisher:
             stream, self.publisher_id, self.publisher_key, self._seq, batch.builder.count, data
         )
         self._buffered_bytes += len(data) - batch.nbytes
+        self._first_ns[self._seq] = batch.first_ns
         self._sealed.append(record)
         if self._spilling:
             self._spill_sealed()

@@ -48,12 +48,16 @@ def _frames(url: str) -> list[tuple[object, ...]]:
 def test_up_and_down_on_an_empty_database(scratch_database: str) -> None:
     result = migrations.upgrade(scratch_database)
     assert (result.created_database, result.before) == (False, None)
-    assert result.after == migrations.head_revision() == "0003"
+    assert result.after == migrations.head_revision() == "0004"
     relations = _relations(scratch_database)
     for table in ALL_TABLES:
         assert relations[table.name] == ("p" if table.partitioned else "r"), table.name
     for view in (*VIEWS, "raw_frames"):
         assert relations[view] == "v"
+
+    down = migrations.downgrade(scratch_database, "0003")
+    assert (down.before, down.after) == ("0004", "0003")
+    assert "capture_holes" not in _relations(scratch_database)
 
     down = migrations.downgrade(scratch_database, "0002")
     assert (down.before, down.after) == ("0003", "0002")
@@ -122,9 +126,9 @@ def test_upgrade_creates_a_missing_database(postgres_admin_url: str) -> None:
     url = database_url(postgres_admin_url, name)
     try:
         result = migrations.upgrade(url)
-        assert result.created_database and result.after == "0003"
+        assert result.created_database and result.after == "0004"
         again = migrations.upgrade(url)
-        assert not again.created_database and again.before == again.after == "0003"
+        assert not again.created_database and again.before == again.after == "0004"
     finally:
         admin = psycopg2.connect(postgres_admin_url)
         admin.autocommit = True
@@ -147,14 +151,14 @@ def test_cli_creates_the_database_and_migrates(postgres_admin_url: str) -> None:
         first = run_cli("migrate", KD_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
         assert f"created database {url}" in first.stdout
-        assert "base -> 0003" in first.stdout
-        assert migrations.current_revision(url) == "0003"
+        assert "base -> 0004" in first.stdout
+        assert migrations.current_revision(url) == "0004"
 
         second = run_cli("migrate", "--database-url", url)
-        assert second.returncode == 0 and "already at revision 0003" in second.stdout
+        assert second.returncode == 0 and "already at revision 0004" in second.stdout
 
         down = run_cli("migrate", "--database-url", url, "--downgrade", "0001")
-        assert down.returncode == 0 and "0003 -> 0001" in down.stdout
+        assert down.returncode == 0 and "0004 -> 0001" in down.stdout
         assert migrations.current_revision(url) == "0001"
     finally:
         admin = psycopg2.connect(postgres_admin_url)
