@@ -12,6 +12,8 @@ from app.ingest import run_drain, stream_names
 from app.listener.control import (
     GAP_DETECTED,
     GAP_RECOVERED,
+    HOLE_CLOSED,
+    HOLE_OPENED,
     SESSION_CLOSED,
     SESSION_OPENED,
     encode_control,
@@ -79,3 +81,39 @@ def test_control_records_upsert_and_replay_changes_nothing(
                   "SELECT recovered_at IS NOT NULL, recovery FROM sequence_gaps")  # fmt: skip
     assert again == [(True, "get_snapshot")]
     assert query(settings.database_url, "SELECT count(*) FROM connection_sessions") == [(1,)]
+
+
+def test_hole_records_become_capture_holes_and_a_replay_never_reopens_one(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    names = stream_names(settings)
+    now = time.time_ns()
+    hole = {
+        "gatherer": settings.gatherer, "hole_id": "h1", "conn_id": "c1", "channel": "trade",
+        "market_tickers": None, "cause": "disconnect", "from_ns": now, "detail": "1006",
+    }  # fmt: skip
+    book = {**hole, "hole_id": "h2", "channel": "orderbook_delta", "market_tickers": ["B", "A"],
+            "cause": "seq_gap"}  # fmt: skip
+    records = [
+        encode_control(HOLE_OPENED, **hole),
+        encode_control(HOLE_OPENED, **book),
+        encode_control(HOLE_CLOSED, **hole, to_ns=now + 2_000_000_000),
+        encode_control(HOLE_CLOSED, **hole, to_ns=now - 1_000_000_000),  # ends before it starts
+    ]
+    publish(settings, [(names.control, Frame(r, now + i, "c1")) for i, r in enumerate(records)],
+            tmp_path / "j1")  # fmt: skip
+    assert run_drain(settings, names.control).drain.error is None
+    sql = ("SELECT hole_id, channel, market_tickers, cause, to_at - from_at, backfill_status"
+           " FROM capture_holes ORDER BY hole_id")  # fmt: skip
+    rows = query(settings.database_url, sql)
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [
+        ("h1", "trade", None, "disconnect", "pending"),  # trades wait for the REST backfill
+        ("h2", "orderbook_delta", ["A", "B"], "seq_gap", None),  # still open, no backfill
+    ]
+    assert rows[0][4].total_seconds() == 2.0 and rows[1][4] is None
+    dead = query(settings.database_url, "SELECT stage, reason FROM dead_letters")
+    assert dead == [("control", "to_ns is before from_ns")]
+    # A replayed opening record leaves the closed hole closed.
+    publish(settings, [(names.control, Frame(records[0], now + 99, "c1"))], tmp_path / "j2")
+    assert run_drain(settings, names.control).drain.error is None
+    assert query(settings.database_url, sql) == rows
