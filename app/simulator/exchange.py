@@ -8,7 +8,8 @@ epoch, rate and market count always yield the same sequence of state changes: th
 the deterministic part of the ground truth (`exchange.jsonl`).
 
 It never formats WebSocket frames or touches sockets: it reports changes to an
-`ExchangeListener` (the WebSocket hub) and to the truth recorder.
+`ExchangeListener` (the WebSocket hub) and to the truth recorder (a ticker change is recorded
+with the values `wire.py` says its frame carries).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from app.simulator.clock import VirtualClock, to_seconds
 from app.simulator.recorder import Recorder
 from app.simulator.ticks import GRIDS
 from app.simulator.trades import TradeLog
+from app.simulator.wire import wire_for
 from app.units import MICROS_PER_DOLLAR, micros_to_dollars
 
 INITIALIZED, ACTIVE, INACTIVE, CLOSED, DETERMINED, FINALIZED = range(6)
@@ -128,6 +130,8 @@ class Exchange:
         self.updated_ns = array("q", (catalog.scheduled_times(i)[0] for i in range(n)))
         self.states: dict[int, MarketState] = {}
         self.trades = trades
+        # What a ticker frame of this format carries; recorded with every ticker change.
+        self._ticker_values = wire_for(catalog.legacy).ticker_values
         self._hot_stride = max(1, n // HOT_MARKETS)
         life_s = catalog.lifetime_ns / 1e9
         per_step = (n / life_s) / clock.rate  # market births per step in steady state
@@ -366,7 +370,7 @@ class Exchange:
             )
         self.listener.trade(state, number, ts)
         state.refresh_top()
-        self.listener.ticker(state, ts)
+        self._ticker(state, ts)
 
     def _delta(
         self,
@@ -397,7 +401,17 @@ class Exchange:
             )
         self.listener.book_delta(state, is_yes, price, delta, ts)
         if ticker and state.refresh_top():
-            self.listener.ticker(state, ts)
+            self._ticker(state, ts)
+
+    def _ticker(self, state: MarketState, ts: int) -> None:
+        """A ticker change: recorded whether or not anyone subscribed, then broadcast."""
+        recorder = self.recorder
+        if recorder.enabled:
+            recorder.exchange(
+                b'{"step":%d,"ts_ns":%d,"kind":"ticker","ticker":"%s",%s}\n'
+                % (self.step_no, ts, state.ticker.encode(), self._ticker_values(state))
+            )
+        self.listener.ticker(state, ts)
 
     # ---- lifecycle ---------------------------------------------------------------------
 

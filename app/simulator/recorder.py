@@ -21,7 +21,10 @@ FRAMES_FILE = "frames.tsv"
 CONNECTIONS_FILE = "connections.jsonl"
 FAULTS_FILE = "faults.jsonl"
 STATE_FILE = "state.jsonl"
-TRUTH_FORMAT_VERSION = 1
+CLOCK_FILE = "clock.tsv"
+# 2: `clock.tsv` and `ticker` records in `exchange.jsonl`. Readers accept every version listed
+# in truth.READABLE_TRUTH_FORMATS.
+TRUTH_FORMAT_VERSION = 2
 # Bumped whenever catalog, initial books or order flow change what a seed produces.
 GENERATOR_VERSION = "kalshi-data-sim/1"
 
@@ -40,10 +43,11 @@ class Recorder:
             # A state left by an earlier run would describe the wrong exchange.
             for stale in (STATE_FILE, STATE_FILE + ".tmp", META_FILE):
                 (directory / stale).unlink(missing_ok=True)
-            for name in (EXCHANGE_FILE, FRAMES_FILE, CONNECTIONS_FILE, FAULTS_FILE):
+            for name in (EXCHANGE_FILE, FRAMES_FILE, CONNECTIONS_FILE, FAULTS_FILE, CLOCK_FILE):
                 self._files[name] = open(directory / name, "wb", buffering=_BUFFER)  # noqa: SIM115
             self._exchange = self._files[EXCHANGE_FILE]
             self._frames = self._files[FRAMES_FILE]
+        self._clock_wall_ns = 0
 
     def exchange(self, line: bytes) -> None:
         """One deterministic exchange event (a complete JSON line)."""
@@ -52,6 +56,18 @@ class Recorder:
     def frames(self, lines: bytes) -> None:
         """Already formatted `frames.tsv` lines."""
         self._frames.write(lines)
+
+    def clock(self, steps_done: int) -> None:
+        """One `clock.tsv` line: `steps_done` steps had run by now (wall clock, ns).
+
+        Called by the pump after each batch and before that batch's frames are flushed, so a
+        verifier can place exchange steps in wall-clock time. The wall time never decreases
+        (a system clock stepped back repeats the previous value) so readers can bisect it.
+        """
+        if self.enabled:
+            wall_ns = max(time.time_ns(), self._clock_wall_ns)
+            self._clock_wall_ns = wall_ns
+            self._files[CLOCK_FILE].write(b"%d\t%d\n" % (wall_ns, steps_done))
 
     def fault(self, record: dict[str, Any]) -> None:
         if self.enabled:

@@ -1,8 +1,9 @@
 """Process wiring: one aiohttp server for REST, WebSocket and admin, plus the order-flow pump.
 
 The pump runs exchange steps in batches paced to the wall clock at `rate` steps per second
-(virtual time advances per step, whatever the wall clock does), then flushes every connection's
-queued frames in one write each. A maintenance task sends the 10 s `heartbeat` pings and fires
+(virtual time advances per step, whatever the wall clock does), records in `clock.tsv` the wall
+time by which the batch had run, then flushes every connection's queued frames in one write
+each. A maintenance task sends the 10 s `heartbeat` pings and fires
 periodic faults. Shutdown stops the pump, closes every WebSocket with 1001, writes
 `state.jsonl` and flushes the truth.
 """
@@ -172,8 +173,11 @@ class Simulator:
 
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
-        exchange, hub, rate = self.exchange, self.hub, self.options.rate
+        exchange, hub, recorder, rate = self.exchange, self.hub, self.recorder, self.options.rate
         started = loop.time()
+        # clock.tsv: when the exchange began, then one line per batch (not per step).
+        clocked = exchange.step_no
+        recorder.clock(clocked)
         while not self._stopping:
             if exchange.finished:
                 hub.flush_all()
@@ -188,6 +192,10 @@ class Simulator:
                     ran += done
                     if done == 0 or loop.time() >= deadline:
                         break
+            if exchange.step_no != clocked:
+                # Before the flush: the steps' frames are sent at or after this wall time.
+                clocked = exchange.step_no
+                recorder.clock(clocked)
             hub.flush_all()
             if ran < due and not exchange.finished:
                 await asyncio.sleep(0)

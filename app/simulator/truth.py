@@ -8,11 +8,14 @@ sizes and counts in hundredths of a contract, times in nanoseconds. Books are
 The file format is documented in docs/simulator.md ("Ground truth"). Markets and initial books
 are not stored (a million-market run would write gigabytes at start); they are regenerated here
 from `meta.json` with the simulator's own deterministic functions, which is why the generator
-version is checked.
+version is checked. `read_clock(dir)` maps exchange steps (virtual time) to the wall-clock time
+a capture's own records use (truth format 2).
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +27,7 @@ import orjson
 from app.simulator.book import initial_market
 from app.simulator.catalog import Catalog
 from app.simulator.recorder import (
+    CLOCK_FILE,
     CONNECTIONS_FILE,
     EXCHANGE_FILE,
     FAULTS_FILE,
@@ -36,6 +40,22 @@ from app.simulator.recorder import (
 from app.simulator.ticks import GRIDS
 
 Book = dict[str, dict[int, int]]
+
+# Format 1 has no clock.tsv and no ticker records; everything else reads the same.
+READABLE_TRUTH_FORMATS = (1, TRUTH_FORMAT_VERSION)
+# A ticker record's values, named and ordered like `app.db.rows.TickerRow`'s value fields.
+TICKER_VALUE_FIELDS = (
+    "price",
+    "yes_bid",
+    "yes_ask",
+    "yes_bid_size",
+    "yes_ask_size",
+    "last_trade_size",
+    "volume",
+    "open_interest",
+    "dollar_volume",
+    "dollar_open_interest",
+)
 
 
 class TruthError(Exception):
@@ -53,6 +73,7 @@ class TruthMeta:
     market_lifetime_ns: int
     max_events: int | None
     raw: dict[str, Any]
+    truth_format: int = TRUTH_FORMAT_VERSION
 
     @property
     def epoch_ns(self) -> int:
@@ -95,6 +116,45 @@ class TradeTruth:
     yes_price: int
     count: int
     taker_side: str  # yes | no
+
+
+@dataclass(frozen=True)
+class TickerTruth:
+    """One ticker change with the values its `ticker` frame carries (None: not on the wire).
+
+    Units as in `TickerRow`: prices in micro-dollars, sizes and counts in hundredths, dollar
+    volume and open interest in whole dollars, so `values` equals a normalized row's values.
+    """
+
+    step: int
+    ts_ns: int
+    ticker: str
+    price: int | None
+    yes_bid: int | None
+    yes_ask: int | None
+    yes_bid_size: int | None
+    yes_ask_size: int | None
+    last_trade_size: int | None
+    volume: int | None
+    open_interest: int | None
+    dollar_volume: int | None
+    dollar_open_interest: int | None
+
+    @property
+    def values(self) -> tuple[int | None, ...]:
+        """The values in `TICKER_VALUE_FIELDS` order."""
+        return (
+            self.price,
+            self.yes_bid,
+            self.yes_ask,
+            self.yes_bid_size,
+            self.yes_ask_size,
+            self.last_trade_size,
+            self.volume,
+            self.open_interest,
+            self.dollar_volume,
+            self.dollar_open_interest,
+        )
 
 
 @dataclass(frozen=True)
@@ -208,6 +268,7 @@ class Truth:
     faults: list[FaultTruth]
     final: FinalState | None
     market_count: int
+    tickers: list[TickerTruth] = field(default_factory=list)  # empty in truth format 1
 
     @classmethod
     def empty(cls, directory: Path, meta: TruthMeta, market_count: int) -> Truth:
@@ -298,6 +359,60 @@ class Truth:
         """The exact text frames sent on one connection, in order."""
         return [f.text for f in self.frames.get(conn, []) if f.kind == "text"]
 
+    @cached_property
+    def clock(self) -> StepClock:
+        """Exchange steps in wall-clock time (read on first access; TruthError before format 2)."""
+        return read_clock(self.directory)
+
+
+class StepClock:
+    """When (wall clock, ns) the exchange had executed how many steps, from `clock.tsv`.
+
+    Line i says: `steps[i]` steps had run by `walls[i]`, and the frames of the steps since the
+    previous line were sent right after it. Both columns never decrease, so every question is
+    one bisection; memory is two integers per line (one line per pump batch, not per step).
+    """
+
+    def __init__(self, walls: array[int], steps: array[int]) -> None:
+        if not walls:
+            raise ValueError("a step clock needs at least one line")
+        self._walls = walls
+        self._steps = steps
+
+    @property
+    def started_wall_ns(self) -> int:
+        """When the exchange began (before its first step)."""
+        return self._walls[0]
+
+    @property
+    def last_wall_ns(self) -> int:
+        """The last line's time: nothing is known about the exchange after it."""
+        return self._walls[-1]
+
+    @property
+    def steps_done(self) -> int:
+        """Steps executed by the last line."""
+        return self._steps[-1]
+
+    def __len__(self) -> int:
+        return len(self._walls)
+
+    def wall_ns(self, step: int) -> int | None:
+        """Wall time by which step `step` (0-based) had run; None if the clock never got there.
+
+        Its frames went out at or after this time (and, barring a stall fault, before the next
+        line's time).
+        """
+        if step < 0:
+            raise ValueError(f"steps are 0-based, got {step}")
+        line = bisect_right(self._steps, step)  # the first line with steps[line] > step
+        return self._walls[line] if line < len(self._steps) else None
+
+    def steps_done_at(self, wall_ns: int) -> int:
+        """Steps executed at or before `wall_ns` (0 before the first line)."""
+        line = bisect_right(self._walls, wall_ns) - 1
+        return self._steps[line] if line >= 0 else 0
+
 
 def _lines(path: Path) -> Iterator[bytes]:
     if not path.exists():
@@ -309,15 +424,17 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 
 def read_meta(directory: Path) -> TruthMeta:
+    """`meta.json`, refusing truths of another generator or an unknown truth format."""
     try:
         raw = orjson.loads((directory / META_FILE).read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise TruthError(f"{directory} has no readable {META_FILE}: {exc}") from exc
-    if raw.get("truth_format") != TRUTH_FORMAT_VERSION or raw.get("generator") != GENERATOR_VERSION:
+    truth_format = raw.get("truth_format")
+    if truth_format not in READABLE_TRUTH_FORMATS or raw.get("generator") != GENERATOR_VERSION:
+        readable = ", ".join(str(v) for v in READABLE_TRUTH_FORMATS)
         raise TruthError(
             f"{directory} was written by {raw.get('generator')} (truth format "
-            f"{raw.get('truth_format')}); this reader is {GENERATOR_VERSION} "
-            f"(format {TRUTH_FORMAT_VERSION})"
+            f"{truth_format}); this reader is {GENERATOR_VERSION} (formats {readable})"
         )
     return TruthMeta(
         seed=raw["seed"],
@@ -329,6 +446,7 @@ def read_meta(directory: Path) -> TruthMeta:
         market_lifetime_ns=raw["market_lifetime_ns"],
         max_events=raw["max_events"],
         raw=raw,
+        truth_format=truth_format,
     )
 
 
@@ -353,9 +471,44 @@ def iter_frames(directory: Path | str) -> Iterator[SentFrame]:
 
 
 def iter_exchange(directory: Path | str) -> Iterator[dict[str, Any]]:
-    """Stream `exchange.jsonl` records as dicts."""
+    """Stream `exchange.jsonl` records as dicts (skip kinds you do not know: more may come)."""
     for line in _lines(Path(directory) / EXCHANGE_FILE):
         yield orjson.loads(line)
+
+
+def iter_tickers(directory: Path | str) -> Iterator[TickerTruth]:
+    """Stream the ticker records of `exchange.jsonl` (none in truth format 1)."""
+    for line in _lines(Path(directory) / EXCHANGE_FILE):
+        if b'"kind":"ticker"' in line:  # cheap pre-filter; the parsed kind decides
+            record = orjson.loads(line)
+            if record["kind"] == "ticker":
+                yield _ticker(record)
+
+
+def read_clock(directory: Path | str) -> StepClock:
+    """Read `clock.tsv` (truth format 2); TruthError when it is missing, empty or disordered."""
+    path = Path(directory) / CLOCK_FILE
+    if not path.exists():
+        raise TruthError(
+            f"{directory} has no {CLOCK_FILE}: it was written before truth format 2 "
+            "(or the simulator never started its order flow), so steps cannot be placed in "
+            "wall-clock time"
+        )
+    walls: array[int] = array("q")
+    steps: array[int] = array("q")
+    for number, line in enumerate(_lines(path), 1):
+        try:
+            wall, done = line.split(b"\t")
+            wall_ns, steps_done = int(wall), int(done)
+        except ValueError:
+            raise TruthError(f"{path}:{number}: not 'wall_ns<TAB>steps_done': {line!r}") from None
+        if walls and (wall_ns < walls[-1] or steps_done < steps[-1]):
+            raise TruthError(f"{path}:{number}: the clock goes backwards")
+        walls.append(wall_ns)
+        steps.append(steps_done)
+    if not walls:
+        raise TruthError(f"{path} is empty (the simulator stopped before flushing it)")
+    return StepClock(walls, steps)
 
 
 def _trade(record: dict[str, Any]) -> TradeTruth:
@@ -367,6 +520,24 @@ def _trade(record: dict[str, Any]) -> TradeTruth:
         yes_price=record["yes_price"],
         count=record["count"],
         taker_side=record["taker_side"],
+    )
+
+
+def _ticker(record: dict[str, Any]) -> TickerTruth:
+    return TickerTruth(
+        step=record["step"],
+        ts_ns=record["ts_ns"],
+        ticker=record["ticker"],
+        price=record["price"],
+        yes_bid=record["yes_bid"],
+        yes_ask=record["yes_ask"],
+        yes_bid_size=record["yes_bid_size"],
+        yes_ask_size=record["yes_ask_size"],
+        last_trade_size=record["last_trade_size"],
+        volume=record["volume"],
+        open_interest=record["open_interest"],
+        dollar_volume=record["dollar_volume"],
+        dollar_open_interest=record["dollar_open_interest"],
     )
 
 
@@ -433,6 +604,8 @@ def load_truth(directory: Path | str) -> Truth:
             )
         elif kind == "trade":
             truth.trades.append(_trade(record))
+        elif kind == "ticker":
+            truth.tickers.append(_ticker(record))
         elif kind == "lifecycle":
             fields = {
                 k: v

@@ -51,6 +51,19 @@ def _levels_legacy(side: Side) -> tuple[bytes, bytes]:
     return b"[%s]" % cents, b"[%s]" % dollar
 
 
+def _ticker_derived(state: MarketState) -> tuple[int, int, int]:
+    """(yes ask in micro-dollars, dollar volume, dollar open interest in whole dollars).
+
+    Shared by the frames and the truth records so both always carry the same numbers.
+    """
+    yes_ask = MICROS_PER_DOLLAR - state.no_top if state.no_top else MICROS_PER_DOLLAR
+    return (
+        yes_ask,
+        state.dollar_volume // (MICROS_PER_DOLLAR * 100),
+        state.open_interest * state.last_price // (MICROS_PER_DOLLAR * 100),
+    )
+
+
 class CurrentWire:
     """Newest field format (after the 2026-03-12 removal of legacy integers)."""
 
@@ -77,7 +90,7 @@ class CurrentWire:
         return b"{%s}" % b",".join(parts)
 
     def ticker(self, state: MarketState, ts_ns: int) -> bytes:
-        yes_ask = MICROS_PER_DOLLAR - state.no_top if state.no_top else MICROS_PER_DOLLAR
+        yes_ask, dollar_volume, dollar_open_interest = _ticker_derived(state)
         return (
             b'{%s,"price_dollars":"%s","yes_bid_dollars":"%s","yes_ask_dollars":"%s",'
             b'"yes_bid_size_fp":"%s","yes_ask_size_fp":"%s","last_trade_size_fp":"%s",'
@@ -93,11 +106,36 @@ class CurrentWire:
                 count_fp(state.last_trade_size),
                 count_fp(state.volume),
                 count_fp(state.open_interest),
-                state.dollar_volume // (MICROS_PER_DOLLAR * 100),
-                state.open_interest * state.last_price // (MICROS_PER_DOLLAR * 100),
+                dollar_volume,
+                dollar_open_interest,
                 ts_ns // NS_PER_S,
                 ts_ns // NS_PER_MS,
                 rfc3339(ts_ns, 6).encode(),
+            )
+        )
+
+    def ticker_values(self, state: MarketState) -> bytes:
+        """The values `ticker()` carries, as the JSON members of a truth record.
+
+        Integer database units (micro-dollars, hundredths, whole dollars as sent), named like
+        `TickerRow`'s fields, so a normalized ticker row compares with the record directly.
+        """
+        yes_ask, dollar_volume, dollar_open_interest = _ticker_derived(state)
+        return (
+            b'"price":%d,"yes_bid":%d,"yes_ask":%d,"yes_bid_size":%d,"yes_ask_size":%d,'
+            b'"last_trade_size":%d,"volume":%d,"open_interest":%d,"dollar_volume":%d,'
+            b'"dollar_open_interest":%d'
+            % (
+                state.last_price,
+                state.yes_top,
+                yes_ask,
+                state.yes_top_size,
+                state.no_top_size,
+                state.last_trade_size,
+                state.volume,
+                state.open_interest,
+                dollar_volume,
+                dollar_open_interest,
             )
         )
 
@@ -164,7 +202,7 @@ class LegacyWire(CurrentWire):
         return b"{%s}" % b",".join(parts)
 
     def ticker(self, state: MarketState, ts_ns: int) -> bytes:
-        yes_ask = MICROS_PER_DOLLAR - state.no_top if state.no_top else MICROS_PER_DOLLAR
+        yes_ask, dollar_volume, dollar_open_interest = _ticker_derived(state)
         return (
             b'{%s,"price":%d,"yes_bid":%d,"yes_ask":%d,"price_dollars":"%s",'
             b'"yes_bid_dollars":"%s","yes_ask_dollars":"%s","volume":%d,"open_interest":%d,'
@@ -179,9 +217,27 @@ class LegacyWire(CurrentWire):
                 dollars(yes_ask),
                 state.volume // 100,
                 state.open_interest // 100,
-                state.dollar_volume // (MICROS_PER_DOLLAR * 100),
-                state.open_interest * state.last_price // (MICROS_PER_DOLLAR * 100),
+                dollar_volume,
+                dollar_open_interest,
                 ts_ns // NS_PER_S,
+            )
+        )
+
+    def ticker_values(self, state: MarketState) -> bytes:
+        # No sizes on the legacy wire; volume and open interest are whole contracts there.
+        yes_ask, dollar_volume, dollar_open_interest = _ticker_derived(state)
+        return (
+            b'"price":%d,"yes_bid":%d,"yes_ask":%d,"yes_bid_size":null,"yes_ask_size":null,'
+            b'"last_trade_size":null,"volume":%d,"open_interest":%d,"dollar_volume":%d,'
+            b'"dollar_open_interest":%d'
+            % (
+                state.last_price,
+                state.yes_top,
+                yes_ask,
+                state.volume // 100 * 100,
+                state.open_interest // 100 * 100,
+                dollar_volume,
+                dollar_open_interest,
             )
         )
 
