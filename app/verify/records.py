@@ -130,8 +130,8 @@ def trade_record(row: TradeRow) -> Record:
         row.taker_side,
         row.taker_book_side,
         row.is_block_trade,
-        row.source,
     )
+    # No `source`: a trade sent on a socket may have been stored first by the REST backfill.
     return dump_values((row.trade_id,)), dump_values(values)
 
 

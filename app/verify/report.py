@@ -7,6 +7,7 @@ from typing import Any
 
 from app.units import hundredths_to_count, micros_to_dollars
 from app.verify.compare import BookDifference, TableResult
+from app.verify.exchange import ExchangeCheck
 
 COLUMNS = ("expected", "found", "missing", "duplicated", "mismatched", "unexpected")
 
@@ -22,11 +23,15 @@ class Report:
     book_differences: list[BookDifference] = field(default_factory=list)  # first 1000
     book_differences_total: int = 0
     partitions: int = 1
+    exchange: ExchangeCheck | None = None
 
     @property
     def exact(self) -> bool:
-        return all(t.exact for t in self.tables) and not (
-            self.book_differences or self.book_differences_total
+        exchange_ok = self.exchange is None or self.exchange.exact
+        return (
+            all(t.exact for t in self.tables)
+            and not (self.book_differences or self.book_differences_total)
+            and exchange_ok
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,6 +47,7 @@ class Report:
                 "differing": max(self.book_differences_total, len(self.book_differences)),
                 "differences": [d.as_dict() for d in self.book_differences],
             },
+            "exchange": self.exchange.as_dict() if self.exchange is not None else None,
         }
 
 
@@ -83,6 +89,7 @@ def render_text(report: Report, max_examples: int) -> list[str]:
         f"{max(report.book_differences_total, len(report.book_differences))} differ"
     )
     lines.extend(f"  {describe_book_difference(d)}" for d in report.book_differences)
+    lines.extend(_exchange_lines(report.exchange))
     examples = [(t.table, e) for t in report.tables for e in t.examples]
     if examples and max_examples:
         lines.append("")
@@ -96,4 +103,23 @@ def render_text(report: Report, max_examples: int) -> list[str]:
                 lines.append(f"      stored: {example.found}")
     lines.append("")
     lines.append("result: EXACT" if report.exact else "result: NOT EXACT")
+    return lines
+
+
+EXCHANGE_COLUMNS = ("exchange", "captured", "in hole", "unexplained")
+
+
+def _exchange_lines(check: ExchangeCheck | None) -> list[str]:
+    """The second table: what the exchange did during capture, and where each event went."""
+    if check is None:
+        return []
+    lines = ["", f"against the exchange log ({check.holes} capture holes recorded):"]
+    lines.append(f"{'table':<22}" + "".join(f"{c:>12}" for c in EXCHANGE_COLUMNS))
+    for table in check.tables:
+        counts = (table.exchange, table.captured, table.in_hole, table.unexplained)
+        mark = "" if table.exact else "   <-"
+        lines.append(f"{table.table:<22}" + "".join(f"{n:>12}" for n in counts) + mark)
+    lines.extend(f"  problem: {problem}" for problem in check.problems)
+    for table in check.tables:
+        lines.extend(f"  {table.table} unexplained: {text}" for text in table.examples)
     return lines

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ class Received:
     sim_conn: int
     frames: list[tuple[int, str]]  # (receive ns, text)
     resync_after_ns: int | None = None
+    opened_ns: int = 0  # when the client started to connect (its session's opened_at)
 
 
 async def _reader(ws: Any, sink: list[tuple[int, str]]) -> None:
@@ -65,9 +65,11 @@ async def _reader(ws: Any, sink: list[tuple[int, str]]) -> None:
 
 
 async def _run_clients(sim: Sim, markets: list[str]) -> list[Received]:
+    opened_ns = time.time_ns()
     async with ws_connect(sim.ws_url) as books_ws, ws_connect(sim.ws_url) as ticker_ws:
         books = Received(int(books_ws.response.headers["X-Simulator-Connection"]), [])
         tickers = Received(int(ticker_ws.response.headers["X-Simulator-Connection"]), [])
+        books.opened_ns = tickers.opened_ns = opened_ns
         readers = [
             asyncio.create_task(_reader(books_ws, books.frames)),
             asyncio.create_task(_reader(ticker_ws, tickers.frames)),
@@ -169,11 +171,43 @@ def _rows(received: list[Received]) -> list[Row]:
 
 
 def _sessions(received: list[Received]) -> list[tuple[Any, ...]]:
-    opened = datetime.now(UTC)
     return [
-        (GATHERER, f"{GATHERER}-c{n}", "book" if n == 0 else "ticker", opened)
-        for n in range(len(received))
+        (
+            GATHERER,
+            f"{GATHERER}-c{n}",
+            "book" if n == 0 else "ticker",
+            datetime_from_ns(r.opened_ns),
+        )
+        for n, r in enumerate(received)
     ]
+
+
+def _holes(received: list[Received]) -> list[tuple[Any, ...]]:
+    """What the listener records (docs/holes.md): each channel is missed from the connect
+    until its `subscribed` reply; each book until its first snapshot."""
+    holes = []
+    for number, connection in enumerate(received):
+        conn_id = f"{GATHERER}-c{number}"
+        first_snapshot: dict[str, int] = {}
+        for ns, text in connection.frames:
+            message = json.loads(text)
+            kind, body = message.get("type"), message.get("msg") or {}
+            if kind == "subscribed" and body.get("channel") != "orderbook_delta":
+                channel, markets, to_ns = body["channel"], None, ns
+            elif kind == "orderbook_snapshot":
+                first_snapshot.setdefault(body["market_ticker"], ns)
+                continue
+            else:
+                continue
+            holes.append((conn_id, channel, markets, connection.opened_ns, to_ns))
+        if first_snapshot:
+            holes.append((conn_id, "orderbook_delta", sorted(first_snapshot),
+                          connection.opened_ns, max(first_snapshot.values())))  # fmt: skip
+    return [
+        (GATHERER, f"{conn}-{channel}", conn, channel, markets, "not_subscribed",
+         datetime_from_ns(start), datetime_from_ns(end))
+        for conn, channel, markets, start, end in holes
+    ]  # fmt: skip
 
 
 def create_database(admin_url: str, name: str, template: str | None = None) -> None:
@@ -216,6 +250,12 @@ def capture(tmp_path_factory: pytest.TempPathFactory, postgres_admin_url: str) -
                     "INSERT INTO connection_sessions (gatherer, connection_id, role, opened_at)"
                     " VALUES (%s, %s, %s, %s)",
                     _sessions(received),
+                )
+                cur.executemany(
+                    "INSERT INTO capture_holes (gatherer, hole_id, connection_id, channel,"
+                    " market_tickers, cause, from_at, to_at) VALUES (%s, %s, %s, %s, %s, %s,"
+                    " %s, %s)",
+                    _holes(received),
                 )
         conn.close()
         yield Capture(folder / "truth", template, base, markets)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
+from typing import Any
 
 import psycopg2
 
+from app.db.migrations import upgrade
 from app.verify import Report, TableResult, verify_capture
-from tests.verify.conftest import Capture
+from tests.verify.conftest import Capture, create_database, drop_database
 
 
 def _execute(url: str, statement: str) -> int:
@@ -37,6 +40,13 @@ def test_exact_capture_is_exact(capture: Capture, capture_db: str) -> None:
     assert counts["connection_sessions"] == 2
     assert report.books_checked == len(capture.markets)
     assert report.book_differences == []
+    # Against the exchange's own log: every trade and ticker change since the clients
+    # connected is stored with the exchange's values or lies in a recorded hole.
+    assert report.exchange is not None and report.exchange.exact, report.exchange.as_dict()
+    exchange = {t.table: t for t in report.exchange.tables}
+    assert exchange["trades"].captured == counts["trades"] > 0
+    assert exchange["trades"].exchange == exchange["trades"].captured + exchange["trades"].in_hole
+    assert exchange["tickers"].captured > 0 and exchange["tickers"].before_capture > 0
 
 
 def test_skipped_seq_is_a_gap_not_missing(capture: Capture, capture_db: str) -> None:
@@ -180,3 +190,53 @@ def test_partitioned_comparison_gives_the_same_result(capture: Capture, capture_
     trades = _counts(report, "trades")
     assert (trades.missing, trades.duplicated, trades.mismatched, trades.unexpected) == (1, 0, 0, 0)
     assert all(t.exact for t in report.tables if t.table != "trades")
+
+
+def _exchange(report: Report, table: str) -> Any:
+    assert report.exchange is not None
+    return next(t for t in report.exchange.tables if t.table == table)
+
+
+def test_an_empty_database_is_not_a_capture(capture: Capture, postgres_admin_url: str) -> None:
+    name = f"kd_test_verify_{uuid.uuid4().hex[:10]}"
+    create_database(postgres_admin_url, name)
+    try:
+        upgrade(capture.url(name))
+        report = verify_capture(capture.truth, capture.url(name))
+        assert not report.exact and report.exchange is not None
+        assert report.exchange.problems and "nothing was captured" in report.exchange.problems[0]
+        assert _exchange(report, "trades").unexplained > 0
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+def test_a_swapped_trade_side_is_unexplained(capture: Capture, capture_db: str) -> None:
+    _execute(capture_db, "UPDATE trades SET taker_side = CASE taker_side WHEN 'yes' THEN 'no'"
+             " ELSE 'yes' END WHERE trade_id = (SELECT min(trade_id) FROM trades)")  # fmt: skip
+    report = verify_capture(capture.truth, capture_db)
+    trades = _exchange(report, "trades")
+    assert trades.unexplained == 1 and "exchange" in trades.examples[0] and not report.exact
+
+
+def test_a_duplicated_ticker_row_is_unexplained(capture: Capture, capture_db: str) -> None:
+    columns = ("gatherer, connection_id, sid, received_ns, received_at, batch_pos, market_ticker,"
+               " market_id, exchange_ts, price, yes_bid, yes_ask, yes_bid_size, yes_ask_size,"
+               " last_trade_size, volume, open_interest, dollar_volume, dollar_open_interest,"
+               " clock")  # fmt: skip
+    copied = columns.replace("received_ns,", "received_ns + 1,")
+    assert _execute(capture_db, f"INSERT INTO tickers ({columns}) SELECT {copied} FROM tickers"
+                    " ORDER BY received_ns LIMIT 1") == 1  # fmt: skip
+    report = verify_capture(capture.truth, capture_db)
+    tickers = _exchange(report, "tickers")
+    assert tickers.unexplained == 1 and "stored 2x" in tickers.examples[0] and not report.exact
+
+
+def test_a_dropped_market_is_unexplained(capture: Capture, capture_db: str) -> None:
+    market = capture.markets[0]
+    for table in ("trades", "tickers"):
+        _execute(capture_db, f"DELETE FROM {table} WHERE market_ticker = '{market}'")
+    report = verify_capture(capture.truth, capture_db)
+    for table in ("trades", "tickers"):
+        result = _exchange(report, table)
+        assert result.unexplained > 0 and all(market in e for e in result.examples)
+    assert not report.exact

@@ -1,0 +1,302 @@
+"""The database against what the exchange *did*, not only what it sent us (issue 8).
+
+The frame comparison (`run.py`) proves every frame sent to our sockets was stored exactly; it
+cannot see what the exchange did while no socket of ours was subscribed. This check reads the
+simulator's own records (`exchange.jsonl` trades and ticker changes, never our normalizer) and
+the wall-clock time each was executed (`clock.tsv`), and sorts every event of the capture
+period into:
+
+* **captured** — stored, exactly once, with the exchange's values;
+* **in hole** — not stored, but inside a hole the gatherer recorded for that channel and
+  market (`capture_holes`): a gap it knows about;
+* **unexplained** — anything else: not stored and in no hole, stored with other values, stored
+  twice, stored but never done by the exchange, or missing from a hole already backfilled.
+
+The capture period starts at the gatherer's first session or hole (its first listener start);
+events before it were never claimed. A capture that recorded nothing while the exchange traded
+is unexplained as a whole. Read-only; memory is one entry per stored trade and ticker key.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.simulator.truth import (
+    StepClock,
+    TruthError,
+    iter_exchange,
+    iter_tickers,
+    read_clock,
+    read_meta,
+)
+
+NS_PER_MS = 1_000_000
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Hole:
+    channel: str
+    markets: frozenset[str] | None  # None: every market
+    from_ns: int
+    to_ns: int | None  # None: still open
+    backfilled: bool
+
+    def covers(self, ticker: str, wall_ns: int) -> bool:
+        if self.markets is not None and ticker not in self.markets:
+            return False
+        return self.from_ns <= wall_ns and (self.to_ns is None or wall_ns <= self.to_ns)
+
+
+@dataclass
+class ExchangeTable:
+    """One table's tally against the exchange."""
+
+    table: str
+    exchange: int = 0  # events the exchange executed during capture
+    captured: int = 0
+    in_hole: int = 0
+    unexplained: int = 0
+    before_capture: int = 0  # executed before capture started: not claimed
+    examples: list[str] = field(default_factory=list)
+
+    def explain(self, text: str) -> None:
+        self.unexplained += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(text)
+
+    @property
+    def exact(self) -> bool:
+        return self.unexplained == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exchange": self.exchange,
+            "captured": self.captured,
+            "in_hole": self.in_hole,
+            "unexplained": self.unexplained,
+            "before_capture": self.before_capture,
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class ExchangeCheck:
+    capture_start_ns: int | None
+    holes: int
+    tables: list[ExchangeTable]
+    problems: list[str] = field(default_factory=list)  # whole-capture failures
+
+    @property
+    def exact(self) -> bool:
+        return not self.problems and all(t.exact for t in self.tables)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "capture_start_ns": self.capture_start_ns,
+            "holes": self.holes,
+            "exact": self.exact,
+            "problems": self.problems,
+            "tables": {t.table: t.as_dict() for t in self.tables},
+        }
+
+
+def _ns(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    return round(value.timestamp() * 1_000_000) * 1000
+
+
+def _where(gatherer: str | None) -> tuple[str, tuple[Any, ...]]:
+    return (" WHERE gatherer = %s", (gatherer,)) if gatherer else ("", ())
+
+
+def read_holes(conn: Any, gatherer: str | None) -> list[Hole]:
+    where, params = _where(gatherer)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT channel, market_tickers, from_at, to_at, backfill_status FROM capture_holes"
+            + where,
+            params,
+        )
+        return [
+            Hole(
+                channel,
+                frozenset(markets) if markets is not None else None,
+                _ns(from_at) or 0,
+                _ns(to_at),
+                status == "done",
+            )
+            for channel, markets, from_at, to_at, status in cur.fetchall()
+        ]
+
+
+def capture_start(conn: Any, gatherer: str | None) -> int | None:
+    """The first listener start: its first `not_subscribed` hole, else its first session."""
+    where, params = _where(gatherer)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT min(from_at) FROM capture_holes"
+            + (where + " AND" if where else " WHERE")
+            + " cause = 'not_subscribed'",
+            params,
+        )
+        first_hole = cur.fetchone()[0]
+        cur.execute("SELECT min(opened_at) FROM connection_sessions" + where, params)
+        first_session = cur.fetchone()[0]
+    starts = [t for t in (_ns(first_hole), _ns(first_session)) if t is not None]
+    return min(starts) if starts else None
+
+
+def _stored_trades(conn: Any, gatherer: str | None) -> dict[str, list[tuple[Any, ...]]]:
+    where, params = _where(gatherer)
+    stored: dict[str, list[tuple[Any, ...]]] = {}
+    with conn.cursor(name="kd_verify_trades") as cur:
+        cur.itersize = 5000
+        cur.execute(
+            "SELECT trade_id, market_ticker, yes_price, size, taker_side, exchange_ms FROM trades"
+            + where,
+            params,
+        )
+        for trade_id, *values in cur:
+            stored.setdefault(trade_id, []).append(tuple(values))
+    return stored
+
+
+_TICKER_COLUMNS = (
+    "market_ticker, exchange_ts, price, yes_bid, yes_ask, yes_bid_size, yes_ask_size,"
+    " last_trade_size, volume, open_interest, dollar_volume, dollar_open_interest"
+)
+
+
+def _stored_tickers(conn: Any, gatherer: str | None) -> Counter[tuple[Any, ...]]:
+    """Stored ticker changes, each counted as often as the connection that stored it most
+    often holds it: two ticker subscriptions each storing one message are one change."""
+    where, params = _where(gatherer)
+    stored: Counter[tuple[Any, ...]] = Counter()
+    with conn.cursor(name="kd_verify_tickers") as cur:
+        cur.itersize = 5000
+        cur.execute(
+            "SELECT market_ticker, (extract(epoch FROM exchange_ts) * 1000)::bigint, price,"
+            " yes_bid, yes_ask, yes_bid_size, yes_ask_size, last_trade_size, volume,"
+            " open_interest, dollar_volume, dollar_open_interest, max(copies) FROM ("
+            f"  SELECT {_TICKER_COLUMNS}, count(*) AS copies FROM tickers{where}"
+            f"  GROUP BY connection_id, {_TICKER_COLUMNS}"
+            ") AS per_connection GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12",
+            params,
+        )
+        for *key, copies in cur:
+            stored[tuple(key)] = copies
+    return stored
+
+
+def _trades(truth: Path) -> Iterator[dict[str, Any]]:
+    for record in iter_exchange(truth):
+        if record.get("kind") == "trade":
+            yield record
+
+
+def _in_hole(holes: list[Hole], ticker: str, wall_ns: int) -> Hole | None:
+    for hole in holes:
+        if hole.covers(ticker, wall_ns):
+            return hole
+    return None
+
+
+def _check_trades(
+    truth: Path, clock: StepClock, start: int, holes: list[Hole], stored: dict[str, list[Any]]
+) -> ExchangeTable:
+    result = ExchangeTable("trades")
+    seen: set[str] = set()
+    for trade in _trades(truth):
+        trade_id = trade["trade_id"]
+        seen.add(trade_id)
+        wall = clock.wall_ns(trade["step"])
+        copies = stored.get(trade_id, [])
+        if wall is None or wall < start:
+            if copies:
+                result.captured += 1  # stored though not claimed (a backfill margin): fine
+            result.before_capture += not copies
+            continue
+        result.exchange += 1
+        expected = (
+            trade["ticker"],
+            trade["yes_price"],
+            trade["count"],
+            trade["taker_side"],
+            trade["ts_ns"] // NS_PER_MS,
+        )
+        if len(copies) > 1:
+            result.explain(f"{trade_id}: stored {len(copies)} times")
+        elif copies and tuple(copies[0]) != expected:
+            result.explain(f"{trade_id}: exchange {list(expected)}, stored {list(copies[0])}")
+        elif copies:
+            result.captured += 1
+        else:
+            hole = _in_hole(holes, trade["ticker"], wall)
+            if hole is None:
+                result.explain(f"{trade_id} ({trade['ticker']}) missing, in no recorded hole")
+            elif hole.backfilled:
+                result.explain(f"{trade_id} ({trade['ticker']}) missing from a backfilled hole")
+            else:
+                result.in_hole += 1
+    for trade_id in stored.keys() - seen:
+        result.explain(f"{trade_id}: stored, but the exchange never made it")
+    return result
+
+
+def _check_tickers(
+    truth: Path, clock: StepClock, start: int, holes: list[Hole], stored: Counter[tuple[Any, ...]]
+) -> ExchangeTable:
+    result = ExchangeTable("tickers")
+    done: Counter[tuple[Any, ...]] = Counter()
+    # Legacy ticker frames carry whole seconds only (kalshi-api.md §3.5).
+    unit = 1_000 * NS_PER_MS if read_meta(truth).format == "legacy" else NS_PER_MS
+    for change in iter_tickers(truth):
+        key = (change.ticker, change.ts_ns // unit * (unit // NS_PER_MS), *change.values)
+        done[key] += 1
+        wall = clock.wall_ns(change.step)
+        if wall is None or wall < start:
+            result.before_capture += 1
+            continue
+        result.exchange += 1
+        if done[key] <= stored.get(key, 0):
+            result.captured += 1
+        elif _in_hole(holes, change.ticker, wall) is not None:
+            result.in_hole += 1
+        else:
+            result.explain(f"{change.ticker} at {key[1]} ms missing, in no recorded hole")
+    for key, count in stored.items():
+        if count > done.get(key, 0):
+            result.explain(f"{key[0]} at {key[1]} ms stored {count}x, done {done.get(key, 0)}x")
+    return result
+
+
+def check_against_exchange(conn: Any, truth: Path, gatherer: str | None) -> ExchangeCheck:
+    """Every trade and ticker change of the capture period: captured, in a hole, or not."""
+    try:
+        clock = read_clock(truth)
+    except TruthError as exc:
+        return ExchangeCheck(None, 0, [], [f"no exchange clock in the truth: {exc}"])
+    holes = read_holes(conn, gatherer)
+    start = capture_start(conn, gatherer)
+    trade_holes = [h for h in holes if h.channel == "trade"]
+    ticker_holes = [h for h in holes if h.channel == "ticker"]
+    if start is None:
+        executed = sum(1 for _ in _trades(truth))
+        problem = "nothing was captured: no listener session or hole is recorded"
+        tables = [ExchangeTable("trades", exchange=executed, unexplained=executed)]
+        return ExchangeCheck(None, len(holes), tables, [problem] if executed else [])
+    tables = [
+        _check_trades(truth, clock, start, trade_holes, _stored_trades(conn, gatherer)),
+        _check_tickers(truth, clock, start, ticker_holes, _stored_tickers(conn, gatherer)),
+    ]
+    problems = []
+    if tables[0].exchange and not tables[0].captured and not tables[0].in_hole:
+        problems.append("the exchange traded while capture ran, and nothing was captured")
+    return ExchangeCheck(start, len(holes), tables, problems)
