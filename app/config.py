@@ -265,7 +265,6 @@ class ListenerSettings(_Section):
         "its sessions and holes if it dies [docs/holes.md]",
     )
 
-
     @field_validator("global_connections")
     @classmethod
     def _non_empty_groups(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
@@ -353,6 +352,38 @@ class PartitionSettings(_Section):
         return {**_ROLE_RETENTION_DAYS[self.role], **self.retention_days}
 
 
+class BackfillSettings(_Section):
+    """Trade backfill of capture holes from REST (docs/backfill.md; REC-1, REC-10)."""
+
+    interval_s: float = Field(60.0, gt=0, description="beat period of the backfill job [§6]")
+    holes_per_run: int = Field(
+        20, ge=1, description="at most this many holes (oldest first) per run, so a run is short"
+    )
+    margin_s: float = Field(
+        3.0,
+        ge=0,
+        le=3600,
+        description="widen each hole by this on both sides: exchange time and our receive "
+        "time differ by the latency",
+    )
+    settle_s: float = Field(
+        2.0,
+        ge=0,
+        description="backfill a hole only once its end plus the margin is this far in the "
+        "past, so the exchange's trade list has everything in the window",
+    )
+    ticker_query_max: int = Field(
+        10,
+        ge=0,
+        description="a hole listing at most this many markets is fetched with one `ticker=` "
+        "query per market; more (or every market) with one unfiltered query",
+    )
+    page_limit: int = Field(1000, ge=1, le=1000, description="trades per REST page (§1.3)")
+    max_attempts: int = Field(
+        5, ge=1, description="a hole whose fetch failed this many times is marked failed"
+    )
+
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 ProcessKind = Literal["listener", "ingest", "jobs", "beat", "dedup"]
 
@@ -412,6 +443,7 @@ class Settings(BaseSettings):
     streams: StreamSettings = StreamSettings()
     listener: ListenerSettings = ListenerSettings()
     partitions: PartitionSettings = PartitionSettings()
+    backfill: BackfillSettings = BackfillSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -52,6 +52,7 @@ JOB_ENTRIES: tuple[tuple[str, str, str], ...] = (
     ),
     ("reconcile registry", "kd.registry.reconcile", "reconcile_registry"),
     ("refresh subscriptions", "kd.registry.refresh_subscriptions", "refresh_subscriptions"),
+    ("backfill trades", "kd.backfill.trades", "backfill_trades"),
 )
 
 
@@ -88,7 +89,7 @@ def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
     return schedule
 
 
-app = Celery("kalshi_data", include=["tasks.ingest", "tasks.maintenance"])
+app = Celery("kalshi_data", include=["tasks.ingest", "tasks.maintenance", "tasks.backfill"])
 app.conf.update(
     # stock PersistentScheduler can exit 1 on SIGTERM (closes its shelf twice)
     beat_scheduler="workers.beat_scheduler:ShutdownSafeScheduler",
@@ -107,6 +108,7 @@ app.conf.update(
         "kd.ingest.*": {"queue": "ingest"},
         "kd.maintenance.*": {"queue": "jobs"},
         "kd.registry.*": {"queue": "jobs"},
+        "kd.backfill.*": {"queue": "jobs"},
     },
     task_serializer="json",
     accept_content=["json"],

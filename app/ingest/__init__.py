@@ -2,8 +2,8 @@
 
 `write_entries` is the batch handler (pure apart from the connection it is given);
 `run_drain` is one Celery drain task run; `trim_streams`, `reap_consumers`,
-`maintain_partitions`, `drop_expired`, `reconcile_registry` and `refresh_subscriptions` are the
-jobs, `job_intervals` their beat periods.
+`maintain_partitions`, `drop_expired`, `reconcile_registry`, `refresh_subscriptions` and
+`backfill_trade_holes` are the jobs, `job_intervals` their beat periods.
 docs/ingest.md has the flow, the settings and the idempotency argument;
 `workers/celery_app.py` and `tasks/` wire these into Celery.
 """
@@ -18,6 +18,7 @@ from app.ingest.handler import (
     write_entries,
 )
 from app.ingest.jobs import (
+    backfill_trade_holes,
     drop_expired,
     job_intervals,
     maintain_partitions,
@@ -42,6 +43,7 @@ __all__ = [
     "STAGE_DRAIN",
     "STAGE_ENVELOPE",
     "IngestRun",
+    "backfill_trade_holes",
     "close_all",
     "commit_rows",
     "database",

@@ -1,5 +1,6 @@
 """The jobs-queue work of a gatherer: stream trimming, the consumer janitor, partitions ahead,
-retention, and the market registry's reconcile and subscription refresh (DESIGN §6).
+retention, the market registry's reconcile and subscription refresh, and the trade backfill
+of capture holes (DESIGN §6).
 
 Every job is a plain function of `Settings` wrapped by `_job`, which records its run, duration
 and last success (docs/metrics.md); `job_intervals` is the one place that maps a job to its
@@ -13,6 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from app.backfill import backfill_trades
 from app.config import Settings
 from app.db.partitions import drop_expired_partitions, ensure_partitions
 from app.db.tables import TIME_SERIES_TABLES
@@ -36,6 +38,7 @@ def job_intervals(settings: Settings) -> dict[str, float]:
         "drop_expired_partitions": settings.partitions.drop_expired_interval_s,
         "reconcile_registry": settings.registry.reconcile_interval_s,
         "refresh_subscriptions": settings.registry.subscription_refresh_s,
+        "backfill_trades": settings.backfill.interval_s,
     }
 
 
@@ -174,6 +177,29 @@ def refresh_subscriptions(settings: Settings) -> dict[str, Any]:
         _abandon(settings, conn)
         raise
     return {"version": published.version, "added": published.added, "removed": published.removed}
+
+
+@_job("backfill_trades")
+def backfill_trade_holes(settings: Settings) -> dict[str, Any]:
+    """Fill this gatherer's closed pending trade holes from REST (`app.backfill`); commits
+    hole by hole. Signed when a Kalshi key is configured, unsigned otherwise (the simulator),
+    with the same client, token bucket and retries as the registry reconcile. An exchange
+    failure is recorded on the hole, not raised. Returns the report's summary."""
+    conn = database(settings.database_url)
+    signer: Any = "settings" if settings.kalshi.has_credentials else None
+    try:
+        with KalshiRest.from_settings(settings.kalshi, signer=signer) as client:
+            report = backfill_trades(
+                conn,
+                client,
+                settings.backfill,
+                gatherer=settings.gatherer,
+                lock_timeout_ms=settings.partitions.lock_timeout_ms,
+            )
+    except BaseException:
+        _abandon(settings, conn)
+        raise
+    return report.summary()
 
 
 def _abandon(settings: Settings, conn: Any) -> None:

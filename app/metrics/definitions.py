@@ -44,9 +44,13 @@ JOBS: tuple[str, ...] = (
     "drop_expired_partitions",
     "reconcile_registry",
     "refresh_subscriptions",
+    "backfill_trades",
     "other",
 )
 JOB_OUTCOMES: tuple[str, ...] = ("ok", "error")
+# What one backfill attempt did to its capture hole (app.backfill): filled and marked done, a
+# failed fetch left pending for the next run, or a failed fetch that used up the attempts.
+BACKFILL_OUTCOMES: tuple[str, ...] = ("done", "retry", "failed")
 JOB_DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 WRITE_LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -278,4 +282,22 @@ PARTITIONS_DROPPED = Counter(
     "kd_partitions_dropped_total",
     "Partitions (or TimescaleDB chunks) dropped because they passed the table's retention",
     ["table"],
+)
+
+# -- trade backfill of capture holes (jobs-queue prefork children, app.backfill) ---------------
+BACKFILL_TRADES = Counter(
+    "kd_backfill_trades_total",
+    "Trades the REST backfill inserted (not already stored from the WebSocket or an earlier run)",
+    ["gatherer"],
+)
+BACKFILL_HOLES = Counter(
+    "kd_backfill_holes_total",
+    "Backfill attempts on capture holes, by outcome (done, retry, failed)",
+    ["gatherer", "outcome"],
+)
+BACKFILL_PENDING_HOLES = Gauge(
+    "kd_backfill_pending_holes",
+    "Capture holes still waiting for a trade backfill (open ones included), after the last run",
+    ["gatherer"],
+    multiprocess_mode="mostrecent",
 )

@@ -206,3 +206,20 @@ def record_partitions_created(table: str, count: int) -> None:
 def record_partitions_dropped(table: str, count: int) -> None:
     if count > 0:
         d.PARTITIONS_DROPPED.labels(table).inc(count)
+
+
+# -- trade backfill --------------------------------------------------------------------------------
+def record_backfill_hole(gatherer: str, outcome: str, trades: int = 0) -> None:
+    """One committed backfill attempt on a hole (`done`, `retry`, `failed`) and the trades it
+    newly inserted. Every outcome series is touched so a first failure is a visible increase."""
+    for known in d.BACKFILL_OUTCOMES:
+        d.BACKFILL_HOLES.labels(gatherer, known)
+    d.BACKFILL_HOLES.labels(gatherer, outcome if outcome in d.BACKFILL_OUTCOMES else "retry").inc()
+    counter = d.BACKFILL_TRADES.labels(gatherer)
+    if trades > 0:
+        counter.inc(trades)
+
+
+def set_backfill_pending(gatherer: str, holes: int) -> None:
+    """Holes still waiting for a backfill after a run (the backlog an alert can watch)."""
+    d.BACKFILL_PENDING_HOLES.labels(gatherer).set(holes)
