@@ -3,9 +3,10 @@
 Steps (DESIGN §2): start the exchange (the simulator as a supervised child unless a Kalshi key is
 configured), migrate the database, sync the market registry once, then start the ingest workers,
 the jobs worker, beat and the listener as supervised children, and show a live status line read
-from Redis and PostgreSQL. On Ctrl-C, SIGTERM or `--duration`: the listener stops first (it
-flushes everything it holds to Redis), the streams are drained into the database, then beat, the
-workers and the simulator stop. Nothing the listener received is lost on a clean stop.
+from Redis and PostgreSQL. On Ctrl-C, SIGTERM or `--duration`: the jobs worker stops first (its
+REST calls need the exchange), then the simulator, then the listener (it flushes everything it
+holds to Redis), the streams are drained into the database, then beat and the ingest workers
+stop. Nothing the listener received is lost on a clean stop.
 """
 
 from __future__ import annotations
@@ -215,6 +216,10 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
                 stop.set()
         if interactive:
             print()
+        if supervisor.pid("jobs") is not None:
+            # Jobs talk to the exchange's REST API (backfill, registry): stopped while it still
+            # answers, a job in flight finishes instead of retrying against a closed port.
+            await supervisor.stop_child("jobs")
         if supervisor.pid("simulator") is not None:
             # The exchange stops first, so the listener has received everything it sent and the
             # simulator's final books are exactly what the capture can rebuild.

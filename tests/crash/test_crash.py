@@ -9,6 +9,7 @@ list, every stream drained (lag 0 and pending 0, read from Redis directly) and `
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import psycopg2
 import pytest
 import redis
 
@@ -53,9 +55,9 @@ def stream_totals(url: str, gatherer: str) -> tuple[int, int]:
     return sum(lag or 0 for lag in lags), sum(g.pending for g in groups)
 
 
-def finish_and_verify(run: UpRun, env: dict[str, str], truth: Path) -> str:
-    """Let up stop on its own, then require a clean stop, drained streams and an exact capture.
-    Returns up's stderr for test-specific evidence."""
+def finish_and_verify(run: UpRun, env: dict[str, str], truth: Path, exact: bool = True) -> str:
+    """Let up stop on its own, then require a clean stop, drained streams and (with `exact`)
+    an exact capture. Returns up's stderr for test-specific evidence."""
     code = run.wait(DURATION_S + 150)
     stdout, stderr = run.stdout, run.stderr
     where = f"(full logs: {run.directory})"
@@ -66,6 +68,8 @@ def finish_and_verify(run: UpRun, env: dict[str, str], truth: Path) -> str:
     assert "streams_dead_lettered" not in stderr, f"an entry was dead-lettered {where}"
     assert "streams_pending_entries_deleted" not in stderr, where
     assert stream_totals(env["KD_REDIS_URL"], env["KD_GATHERER"]) == (0, 0)
+    if not exact:
+        return stderr
     check = run_cli("verify", "--truth", str(truth), timeout=120, **env)
     assert check.returncode == 0, f"{where}\n{check.stdout[-5000:]}{check.stderr[-2000:]}"
     assert "result: EXACT" in check.stdout
@@ -242,3 +246,57 @@ def test_kill_9_ingest_main_process_mid_batch(
     after = pending_by_consumer(crash_env["KD_REDIS_URL"], crash_env["KD_GATHERER"])
     dead = {f"{socket.gethostname()}:{pid}" for pid in held}
     assert not {name for name in dead if after.get(name)}, f"never reclaimed: {after}"
+
+
+def test_kill_9_listener_leaves_a_recorded_hole_that_the_backfill_fills(
+    tmp_path: Path, up_run, crash_env: dict[str, str]
+) -> None:
+    """Issue 8: the listener is SIGKILLed mid-run (under drops and seq skips): up restarts it,
+    the successor closes the dead sessions and records a `listener_died` hole per channel, the
+    trade backfill fetches the hole's trades from REST, and verify finds every trade the
+    exchange made since capture started stored exactly once or inside a recorded hole.
+
+    Not yet asserted (issue 8, next): verify's frame tables and final books are not hole-aware,
+    so the frames the dead listener read but never published still count as missing there."""
+    crash_env.update(KD_BACKFILL__INTERVAL_S="1", KD_BACKFILL__SETTLE_S="0",
+                     KD_BACKFILL__MARGIN_S="1")  # fmt: skip
+    truth = tmp_path / "truth"
+    run = up_run(
+        "--duration", str(DURATION_S), "--sim-port", "0", "--sim-markets", "60",
+        "--sim-rate", "200", "--sim-seed", "25", "--truth", str(truth),
+        "--run-dir", str(tmp_path / "run"),
+        "--sim-extra", "--drop-every 7 --skip-seq-every 250 --market-lifetime 12",
+    )  # fmt: skip
+    run.wait_for_output("up_started", 90)
+    run.sleep_until(6)
+    listener = run.child("listener")
+    assert listener is not None, "no listener under up"
+    os.kill(listener, signal.SIGKILL)
+    killed_ns = time.time_ns()
+    finish_and_verify(run, crash_env, truth, exact=False)
+    report = run_cli("verify", "--truth", str(truth), "--json", timeout=120, **crash_env)
+    exchange = json.loads(report.stdout)["exchange"]
+    trades = exchange["tables"]["trades"]
+    # Trades still in a hole can only be in one closed too late for a backfill before the stop.
+    assert trades["exchange"] > 0 and trades["unexplained"] == 0, exchange
+    assert trades["captured"] >= trades["exchange"] - trades["in_hole"] > 0
+    with closing(psycopg2.connect(crash_env["KD_DATABASE_URL"])) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT channel, extract(epoch FROM from_at), extract(epoch FROM to_at)"
+            " FROM capture_holes WHERE cause = 'listener_died'"
+        )
+        died = cur.fetchall()
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE backfill_status = 'done'), count(*) FROM capture_holes"
+            " WHERE channel = 'trade' AND to_at IS NOT NULL"
+        )
+        backfilled, closed = cur.fetchone()
+        cur.execute("SELECT count(*) FROM trades WHERE source = 'rest'")
+        rest_only = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM connection_sessions WHERE closed_at IS NULL")
+        still_open = cur.fetchone()[0]
+    assert {c for c, _, _ in died} == {"trade", "ticker", "market_lifecycle_v2", "orderbook_delta"}
+    assert all(float(f) * 1e9 <= killed_ns <= float(t) * 1e9 for _, f, t in died), died
+    assert closed >= 2 and backfilled >= 2, (backfilled, closed)
+    assert rest_only > 0, "the backfill stored no trade the WebSocket missed"
+    assert still_open == 0, "sessions of the dead listener were never closed"
