@@ -100,6 +100,11 @@ def insert_relational(cur: Any, moment: datetime) -> None:
         "INSERT INTO dedup_cursors (gatherer, table_name, watermark) VALUES ('g1', 'trades', %s)",
         (moment,),
     )
+    cur.execute(
+        "INSERT INTO capture_holes (gatherer, hole_id, channel, cause, from_at, to_at, "
+        "backfill_status) VALUES ('g1', 'h1', 'trade', 'disconnect', %s, %s, 'pending')",
+        (moment, moment),
+    )
 
 
 def table_counts(cur: Any) -> dict[str, int]:
