@@ -9,7 +9,9 @@ are matched exactly first; what is left over is classified:
 - `missing`: expected leftovers beyond those pairs;
 - `unexpected`: found leftovers beyond those pairs (an identity or content never sent).
 
-A table is exact when all four are zero.
+Records sent inside a capture hole the gatherer recorded are *optional*: stored or not, they
+are not an error, and those not stored count as `in_hole` (docs/holes.md). A table is exact
+when the four error counts are zero.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class TableResult:
     duplicated: int = 0
     mismatched: int = 0
     unexpected: int = 0
+    in_hole: int = 0  # sent inside a recorded capture hole and not stored
     examples: list[Discrepancy] = field(default_factory=list)
 
     @property
@@ -65,6 +68,7 @@ class TableResult:
         self.duplicated += other.duplicated
         self.mismatched += other.mismatched
         self.unexpected += other.unexpected
+        self.in_hole += other.in_hole
         room = max_examples - len(self.examples)
         if room > 0:
             self.examples.extend(other.examples[:room])
@@ -78,6 +82,7 @@ class TableResult:
             "duplicated": self.duplicated,
             "mismatched": self.mismatched,
             "unexpected": self.unexpected,
+            "in_hole": self.in_hole,
             "exact": self.exact,
             "examples": [e.as_dict() for e in self.examples],
         }
@@ -90,18 +95,29 @@ def compare_records(
     *,
     collapse_expected: bool = False,
     max_examples: int = 5,
+    optional: Iterable[Record] = (),
 ) -> TableResult:
-    """Compare two multisets of records (see the module docstring). Memory: O(distinct records)."""
-    want: Counter[Record] = Counter(expected)
+    """Compare two multisets of records (see the module docstring). Memory: O(distinct records).
+
+    `optional` records were sent inside a recorded capture hole: each may or may not be found.
+    """
+    required: Counter[Record] = Counter(expected)
+    maybe: Counter[Record] = Counter(optional)
     if collapse_expected:
-        want = Counter(dict.fromkeys(want, 1))
+        required = Counter(dict.fromkeys(required, 1))
+        maybe = Counter(dict.fromkeys((r for r in maybe if r not in required), 1))
+    want = required + maybe
     have: Counter[Record] = Counter(found)
     result = TableResult(table, expected=want.total(), found=have.total())
+    excused: dict[str, int] = {}  # identity -> optional records not found
     by_identity: dict[str, tuple[list[tuple[str, int]], list[tuple[str, int]]]] = {}
     for (identity, values), count in want.items():
         extra = count - have.get((identity, values), 0)
         if extra > 0:
             by_identity.setdefault(identity, ([], []))[0].append((values, extra))
+            optional_left = min(extra, maybe.get((identity, values), 0))
+            if optional_left:
+                excused[identity] = excused.get(identity, 0) + optional_left
     for (identity, values), count in have.items():
         wanted = want.get((identity, values), 0)
         if wanted and count > wanted:
@@ -114,14 +130,17 @@ def compare_records(
         lost_n = sum(n for _, n in lost)
         strange_n = sum(n for _, n in strange)
         paired = min(lost_n, strange_n)
+        in_hole = min(excused.get(identity, 0), lost_n - paired)
         result.mismatched += paired
-        result.missing += lost_n - paired
+        result.in_hole += in_hole
+        result.missing += lost_n - paired - in_hole
         result.unexpected += strange_n - paired
         for (sent, _), (stored, _) in zip(lost, strange, strict=False):
             _example(result, max_examples, "mismatched", identity, sent, stored, 1)
-        if lost_n > paired:
+        if lost_n > paired + in_hole:
             sent = (lost[len(strange) :] or lost)[0][0]
-            _example(result, max_examples, "missing", identity, sent, None, lost_n - paired)
+            count = lost_n - paired - in_hole
+            _example(result, max_examples, "missing", identity, sent, None, count)
         if strange_n > paired:
             stored = (strange[len(lost) :] or strange)[0][0]
             _example(result, max_examples, "unexpected", identity, None, stored, strange_n - paired)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +33,10 @@ from app.simulator.truth import (
     read_clock,
     read_meta,
 )
+from app.verify.holes import Hole, HoleIndex, capture_start, read_holes
 
 NS_PER_MS = 1_000_000
 MAX_EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class Hole:
-    channel: str
-    markets: frozenset[str] | None  # None: every market
-    from_ns: int
-    to_ns: int | None  # None: still open
-    backfilled: bool
-
-    def covers(self, ticker: str, wall_ns: int) -> bool:
-        if self.markets is not None and ticker not in self.markets:
-            return False
-        return self.from_ns <= wall_ns and (self.to_ns is None or wall_ns <= self.to_ns)
 
 
 @dataclass
@@ -106,51 +92,8 @@ class ExchangeCheck:
         }
 
 
-def _ns(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    return round(value.timestamp() * 1_000_000) * 1000
-
-
 def _where(gatherer: str | None) -> tuple[str, tuple[Any, ...]]:
     return (" WHERE gatherer = %s", (gatherer,)) if gatherer else ("", ())
-
-
-def read_holes(conn: Any, gatherer: str | None) -> list[Hole]:
-    where, params = _where(gatherer)
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT channel, market_tickers, from_at, to_at, backfill_status FROM capture_holes"
-            + where,
-            params,
-        )
-        return [
-            Hole(
-                channel,
-                frozenset(markets) if markets is not None else None,
-                _ns(from_at) or 0,
-                _ns(to_at),
-                status == "done",
-            )
-            for channel, markets, from_at, to_at, status in cur.fetchall()
-        ]
-
-
-def capture_start(conn: Any, gatherer: str | None) -> int | None:
-    """The first listener start: its first `not_subscribed` hole, else its first session."""
-    where, params = _where(gatherer)
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT min(from_at) FROM capture_holes"
-            + (where + " AND" if where else " WHERE")
-            + " cause = 'not_subscribed'",
-            params,
-        )
-        first_hole = cur.fetchone()[0]
-        cur.execute("SELECT min(opened_at) FROM connection_sessions" + where, params)
-        first_session = cur.fetchone()[0]
-    starts = [t for t in (_ns(first_hole), _ns(first_session)) if t is not None]
-    return min(starts) if starts else None
 
 
 def _stored_trades(conn: Any, gatherer: str | None) -> dict[str, list[tuple[Any, ...]]]:
@@ -201,15 +144,8 @@ def _trades(truth: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def _in_hole(holes: list[Hole], ticker: str, wall_ns: int) -> Hole | None:
-    for hole in holes:
-        if hole.covers(ticker, wall_ns):
-            return hole
-    return None
-
-
 def _check_trades(
-    truth: Path, clock: StepClock, start: int, holes: list[Hole], stored: dict[str, list[Any]]
+    truth: Path, clock: StepClock, start: int, holes: HoleIndex, stored: dict[str, list[Any]]
 ) -> ExchangeTable:
     result = ExchangeTable("trades")
     seen: set[str] = set()
@@ -238,7 +174,7 @@ def _check_trades(
         elif copies:
             result.captured += 1
         else:
-            hole = _in_hole(holes, trade["ticker"], wall)
+            hole = holes.find("trade", trade["ticker"], wall)
             if hole is None:
                 result.explain(f"{trade_id} ({trade['ticker']}) missing, in no recorded hole")
             elif hole.backfilled:
@@ -251,7 +187,7 @@ def _check_trades(
 
 
 def _check_tickers(
-    truth: Path, clock: StepClock, start: int, holes: list[Hole], stored: Counter[tuple[Any, ...]]
+    truth: Path, clock: StepClock, start: int, holes: HoleIndex, stored: Counter[tuple[Any, ...]]
 ) -> ExchangeTable:
     result = ExchangeTable("tickers")
     done: Counter[tuple[Any, ...]] = Counter()
@@ -267,7 +203,7 @@ def _check_tickers(
         result.exchange += 1
         if done[key] <= stored.get(key, 0):
             result.captured += 1
-        elif _in_hole(holes, change.ticker, wall) is not None:
+        elif holes.find("ticker", change.ticker, wall) is not None:
             result.in_hole += 1
         else:
             result.explain(f"{change.ticker} at {key[1]} ms missing, in no recorded hole")
@@ -277,24 +213,25 @@ def _check_tickers(
     return result
 
 
-def check_against_exchange(conn: Any, truth: Path, gatherer: str | None) -> ExchangeCheck:
+def check_against_exchange(
+    conn: Any, truth: Path, gatherer: str | None, holes: list[Hole] | None = None
+) -> ExchangeCheck:
     """Every trade and ticker change of the capture period: captured, in a hole, or not."""
     try:
         clock = read_clock(truth)
     except TruthError as exc:
         return ExchangeCheck(None, 0, [], [f"no exchange clock in the truth: {exc}"])
-    holes = read_holes(conn, gatherer)
+    holes = read_holes(conn, gatherer) if holes is None else holes
     start = capture_start(conn, gatherer)
-    trade_holes = [h for h in holes if h.channel == "trade"]
-    ticker_holes = [h for h in holes if h.channel == "ticker"]
+    index = HoleIndex(holes)
     if start is None:
         executed = sum(1 for _ in _trades(truth))
         problem = "nothing was captured: no listener session or hole is recorded"
         tables = [ExchangeTable("trades", exchange=executed, unexplained=executed)]
         return ExchangeCheck(None, len(holes), tables, [problem] if executed else [])
     tables = [
-        _check_trades(truth, clock, start, trade_holes, _stored_trades(conn, gatherer)),
-        _check_tickers(truth, clock, start, ticker_holes, _stored_tickers(conn, gatherer)),
+        _check_trades(truth, clock, start, index, _stored_trades(conn, gatherer)),
+        _check_tickers(truth, clock, start, index, _stored_tickers(conn, gatherer)),
     ]
     problems = []
     if tables[0].exchange and not tables[0].captured and not tables[0].in_hole:

@@ -9,7 +9,7 @@ from app.units import hundredths_to_count, micros_to_dollars
 from app.verify.compare import BookDifference, TableResult
 from app.verify.exchange import ExchangeCheck
 
-COLUMNS = ("expected", "found", "missing", "duplicated", "mismatched", "unexpected")
+COLUMNS = ("expected", "found", "missing", "duplicated", "mismatched", "unexpected", "in hole")
 
 
 @dataclass
@@ -22,6 +22,7 @@ class Report:
     books_checked: int = 0
     book_differences: list[BookDifference] = field(default_factory=list)  # first 1000
     book_differences_total: int = 0
+    books_in_hole: int = 0  # differing books whose last sent frame lies in a recorded hole
     partitions: int = 1
     exchange: ExchangeCheck | None = None
 
@@ -44,6 +45,7 @@ class Report:
             "tables": {t.table: t.as_dict() for t in self.tables},
             "books": {
                 "checked": self.books_checked,
+                "in_hole": self.books_in_hole,
                 "differing": max(self.book_differences_total, len(self.book_differences)),
                 "differences": [d.as_dict() for d in self.book_differences],
             },
@@ -80,6 +82,7 @@ def render_text(report: Report, max_examples: int) -> list[str]:
             table.duplicated,
             table.mismatched,
             table.unexpected,
+            table.in_hole,
         )
         mark = "" if table.exact else "   <-"
         lines.append(f"{table.table:<22}" + "".join(f"{n:>12}" for n in counts) + mark)
@@ -87,6 +90,7 @@ def render_text(report: Report, max_examples: int) -> list[str]:
     lines.append(
         f"final books: {report.books_checked} markets checked, "
         f"{max(report.book_differences_total, len(report.book_differences))} differ"
+        + (f", {report.books_in_hole} more in a recorded hole" if report.books_in_hole else "")
     )
     lines.extend(f"  {describe_book_difference(d)}" for d in report.book_differences)
     lines.extend(_exchange_lines(report.exchange))

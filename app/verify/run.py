@@ -20,10 +20,11 @@ from app.simulator.recorder import FRAMES_FILE
 from app.verify.compare import BookDifference, TableResult, compare_records, first_book_difference
 from app.verify.database import Tagged, database_records
 from app.verify.exchange import check_against_exchange
+from app.verify.holes import HoleIndex, read_holes
 from app.verify.records import RULE_BY_TABLE, TABLES
 from app.verify.report import Report
 from app.verify.spill import Spill
-from app.verify.truth import TruthScan, open_truth, seen_books
+from app.verify.truth import OPTIONAL, TruthScan, open_truth, seen_books
 
 # Bytes of frames.tsv per partition: peak memory is roughly 3-4x this (records of one partition
 # of both sides, as Python strings in counters).
@@ -64,6 +65,7 @@ def _compare_tables(spill: Spill, max_examples: int) -> list[TableResult]:
                 found.get(table, ()),
                 collapse_expected=rule.collapse_expected,
                 max_examples=max_examples,
+                optional=expected.get(OPTIONAL + table, ()),
             )
             totals[table].merge(part, max_examples)
         del expected, found
@@ -72,23 +74,29 @@ def _compare_tables(spill: Spill, max_examples: int) -> list[TableResult]:
 
 def _compare_books(
     conn: Any, truth: Path, scan: TruthScan, gatherer: str | None, at: datetime
-) -> tuple[int, list[BookDifference]]:
-    checked = 0
+) -> tuple[int, list[BookDifference], int]:
+    """(markets checked, differences, differences explained by a recorded hole)."""
+    checked = in_hole = 0
     differences: list[BookDifference] = []
     for ticker, expected in seen_books(truth, scan.meta, scan.last_book):
         checked += 1
         try:
             result = book_at(conn, ticker, at, gatherer=gatherer)
         except BookUnavailable as exc:
-            differences.append(
-                BookDifference(ticker, None, None, None, None, f"no book in the database ({exc})")
+            difference: BookDifference | None = BookDifference(
+                ticker, None, None, None, None, f"no book in the database ({exc})"
             )
+        else:
+            found = {"yes": result.book.yes, "no": result.book.no}
+            difference = first_book_difference(ticker, expected, found)
+        if difference is None:
             continue
-        found = {"yes": result.book.yes, "no": result.book.no}
-        difference = first_book_difference(ticker, expected, found)
-        if difference is not None:
+        if ticker in scan.books_in_hole:
+            # Its last sent book frame lies in a recorded hole: the gatherer knows.
+            in_hole += 1
+        else:
             differences.append(difference)
-    return checked, differences
+    return checked, differences, in_hole
 
 
 def verify_capture(
@@ -113,7 +121,8 @@ def verify_capture(
     try:
         conn.set_session(readonly=True)
         _check_tables(conn)
-        scan = TruthScan(truth, meta, connections)
+        holes = read_holes(conn, gatherer)
+        scan = TruthScan(truth, meta, connections, holes=HoleIndex(holes))
         partitions = _partitions(truth, partition_bytes)
         sent_trades: set[str] = set()
         with Spill(partitions) as spill:
@@ -121,8 +130,10 @@ def verify_capture(
             found = _sent_trades_only(database_records(conn, TABLES, gatherer), sent_trades)
             spill.write("found", found)
             tables = _compare_tables(spill, max_examples)
-        checked, differences = _compare_books(conn, truth, scan, gatherer, datetime.now(UTC))
-        exchange = check_against_exchange(conn, truth, gatherer)
+        checked, differences, books_in_hole = _compare_books(
+            conn, truth, scan, gatherer, datetime.now(UTC)
+        )
+        exchange = check_against_exchange(conn, truth, gatherer, holes)
     finally:
         conn.rollback()
         conn.close()
@@ -135,6 +146,7 @@ def verify_capture(
         books_checked=checked,
         book_differences=sorted(differences, key=lambda d: d.ticker)[:MAX_LISTED_BOOKS],
         book_differences_total=len(differences),
+        books_in_hole=books_in_hole,
         partitions=partitions,
         exchange=exchange,
     )
@@ -142,7 +154,7 @@ def verify_capture(
 
 def _noting_trades(records: Iterator[Tagged], sent: set[str]) -> Iterator[Tagged]:
     for tagged in records:
-        if tagged[0] == "trades":
+        if tagged[0] in ("trades", OPTIONAL + "trades"):
             sent.add(tagged[1][0])
         yield tagged
 

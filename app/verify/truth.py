@@ -23,12 +23,16 @@ from app.normalize import FormatVersion, FrameEnvelope, normalize_frame
 from app.simulator.recorder import CONNECTIONS_FILE, EXCHANGE_FILE, FRAMES_FILE
 from app.simulator.truth import Truth, TruthError, TruthMeta, iter_frames, read_meta
 from app.verify.compare import Book
+from app.verify.holes import CHANNEL_OF_TYPE, HoleIndex
 from app.verify.records import gap_record, record_for, session_record
 from app.verify.spill import Tagged
 
 _SEQUENCED = (OrderbookSnapshotRow, OrderbookDeltaRow, TradeRow)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUTH_GATHERER = "truth"
+# Table-name prefix of the records of a frame sent inside a recorded capture hole: they may be
+# missing (compare_records' `optional`). Only this module and run.py use it.
+OPTIONAL = "?"
 
 
 def open_truth(directory: Path) -> TruthMeta:
@@ -63,6 +67,9 @@ class TruthScan:
     # Per market, the last book frame the exchange sent: a snapshot's levels, or the exchange
     # time (ns, end of its millisecond) of the last delta. `seen_books` stops there.
     last_book: dict[str, Book | int] = field(default_factory=dict)
+    holes: HoleIndex | None = None
+    # Markets whose last sent book frame lies inside a recorded hole.
+    books_in_hole: set[str] = field(default_factory=set)
 
     def _version(self) -> FormatVersion | None:
         # Legacy-format runs are declared legacy (as the listener is configured for them);
@@ -85,13 +92,19 @@ class TruthScan:
                 gatherer=_TRUTH_GATHERER,
             )
             result = normalize_frame(frame.text, envelope, version=version)
-            tagged = record_for(result.raw_frame)
+            raw = result.raw_frame
+            hole = None
+            if self.holes:
+                channel = CHANNEL_OF_TYPE.get(raw.msg_type or "")
+                hole = self.holes.find(channel, raw.market_ticker, frame.send_ns)
+            prefix = OPTIONAL if hole is not None else ""
+            tagged = record_for(raw)
             if tagged is not None:
-                yield tagged
+                yield prefix + tagged[0], tagged[1]
             if result.dead_letter is not None:
                 tagged = record_for(result.dead_letter)
                 if tagged is not None:
-                    yield tagged
+                    yield prefix + tagged[0], tagged[1]
             for row in result.rows:
                 if isinstance(row, _SEQUENCED) and row.sid is not None and row.seq is not None:
                     key = (frame.conn, row.sid)
@@ -101,6 +114,11 @@ class TruthScan:
                     last_seq[key] = row.seq
                     if previous is not None and row.seq > previous + 1:
                         yield "sequence_gaps", gap_record(row.sid, previous + 1, row.seq)
+                if isinstance(row, OrderbookSnapshotRow | OrderbookDeltaRow):
+                    if hole is None:
+                        self.books_in_hole.discard(row.market_ticker)
+                    else:
+                        self.books_in_hole.add(row.market_ticker)
                 if isinstance(row, OrderbookSnapshotRow):
                     self.book_markets.add(row.market_ticker)
                     self.last_book[row.market_ticker] = {
@@ -111,7 +129,7 @@ class TruthScan:
                     self.last_book[row.market_ticker] = _end_of_millisecond_ns(row.exchange_ts)
                 tagged = record_for(row)
                 if tagged is not None:
-                    yield tagged
+                    yield prefix + tagged[0], tagged[1]
         for line in _lines(self.directory / CONNECTIONS_FILE):
             event = orjson.loads(line)
             if event.get("event") != "open":

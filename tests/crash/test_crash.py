@@ -55,9 +55,9 @@ def stream_totals(url: str, gatherer: str) -> tuple[int, int]:
     return sum(lag or 0 for lag in lags), sum(g.pending for g in groups)
 
 
-def finish_and_verify(run: UpRun, env: dict[str, str], truth: Path, exact: bool = True) -> str:
-    """Let up stop on its own, then require a clean stop, drained streams and (with `exact`)
-    an exact capture. Returns up's stderr for test-specific evidence."""
+def finish_and_verify(run: UpRun, env: dict[str, str], truth: Path) -> str:
+    """Let up stop on its own, then require a clean stop, drained streams and an exact capture.
+    Returns up's stderr for test-specific evidence."""
     code = run.wait(DURATION_S + 150)
     stdout, stderr = run.stdout, run.stderr
     where = f"(full logs: {run.directory})"
@@ -68,8 +68,6 @@ def finish_and_verify(run: UpRun, env: dict[str, str], truth: Path, exact: bool 
     assert "streams_dead_lettered" not in stderr, f"an entry was dead-lettered {where}"
     assert "streams_pending_entries_deleted" not in stderr, where
     assert stream_totals(env["KD_REDIS_URL"], env["KD_GATHERER"]) == (0, 0)
-    if not exact:
-        return stderr
     check = run_cli("verify", "--truth", str(truth), timeout=120, **env)
     assert check.returncode == 0, f"{where}\n{check.stdout[-5000:]}{check.stderr[-2000:]}"
     assert "result: EXACT" in check.stdout
@@ -254,10 +252,8 @@ def test_kill_9_listener_leaves_a_recorded_hole_that_the_backfill_fills(
     """Issue 8: the listener is SIGKILLed mid-run (under drops and seq skips): up restarts it,
     the successor closes the dead sessions and records a `listener_died` hole per channel, the
     trade backfill fetches the hole's trades from REST, and verify finds every trade the
-    exchange made since capture started stored exactly once or inside a recorded hole.
-
-    Not yet asserted (issue 8, next): verify's frame tables and final books are not hole-aware,
-    so the frames the dead listener read but never published still count as missing there."""
+    exchange made since capture started stored exactly once or inside a recorded hole, every
+    frame the exchange sent stored or inside a recorded hole: EXACT."""
     crash_env.update(KD_BACKFILL__INTERVAL_S="1", KD_BACKFILL__SETTLE_S="0",
                      KD_BACKFILL__MARGIN_S="1")  # fmt: skip
     truth = tmp_path / "truth"
@@ -273,9 +269,12 @@ def test_kill_9_listener_leaves_a_recorded_hole_that_the_backfill_fills(
     assert listener is not None, "no listener under up"
     os.kill(listener, signal.SIGKILL)
     killed_ns = time.time_ns()
-    finish_and_verify(run, crash_env, truth, exact=False)
+    finish_and_verify(run, crash_env, truth)
     report = run_cli("verify", "--truth", str(truth), "--json", timeout=120, **crash_env)
-    exchange = json.loads(report.stdout)["exchange"]
+    document = json.loads(report.stdout)
+    exchange = document["exchange"]
+    # The frames the dead listener had read but not published are the ones in its hole.
+    assert document["tables"]["raw_frames"]["in_hole"] > 0, document["tables"]["raw_frames"]
     trades = exchange["tables"]["trades"]
     # Trades still in a hole can only be in one closed too late for a backfill before the stop.
     assert trades["exchange"] > 0 and trades["unexplained"] == 0, exchange

@@ -53,3 +53,21 @@ def test_first_book_difference_is_the_best_differing_level() -> None:
     assert (difference.expected_size, difference.found_size) == (200, 300)
     only_no = first_book_difference("M", expected, {"yes": expected["yes"], "no": {}})
     assert only_no is not None and (only_no.side, only_no.found_size) == ("no", None)
+
+
+def test_records_sent_inside_a_hole_may_be_missing_but_not_duplicated() -> None:
+    required = [("a", "1"), ("b", "2")]
+    optional = [("c", "3"), ("c", "3"), ("d", "4")]
+    # c stored once of twice, d not at all: explained by the hole, exact.
+    result = compare_records("t", required, [("a", "1"), ("b", "2"), ("c", "3")], optional=optional)
+    assert result.exact and (result.in_hole, result.expected, result.found) == (2, 5, 3)
+    # A required record still counts as missing; more copies than sent are duplicates.
+    worse = compare_records("t", required, [("a", "1"), ("d", "4"), ("d", "4")], optional=optional)
+    assert (worse.missing, worse.duplicated, worse.in_hole) == (1, 1, 2)
+    # A hole does not excuse a changed value.
+    changed = compare_records("t", [], [("d", "9")], optional=[("d", "4")])
+    assert (changed.mismatched, changed.in_hole) == (1, 0)
+    # Collapsed tables (trades): a trade both required and optional is required once.
+    trades = compare_records("trades", [("t1", "v")], [], optional=[("t1", "v"), ("t2", "v")],
+                             collapse_expected=True)  # fmt: skip
+    assert (trades.missing, trades.in_hole) == (1, 1)
