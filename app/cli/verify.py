@@ -29,6 +29,7 @@ def _run(
     gatherer: str | None,
     connections: tuple[int, ...],
     examples: int,
+    book_samples: int,
 ) -> Report:
     try:
         return verify_capture(
@@ -37,6 +38,7 @@ def _run(
             gatherer=gatherer,
             connections=set(connections) or None,
             max_examples=examples,
+            book_samples=book_samples,
         )
     except TruthError as exc:
         raise UserFacingError(str(exc), _TRUTH_HINT, exit_code=EXIT_USAGE) from exc
@@ -82,6 +84,13 @@ def _run(
     show_default=True,
     help="Example discrepancies to show per table.",
 )
+@click.option(
+    "--book-samples",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Instants at which every captured book is compared with the exchange's (0: none).",
+)
 @pass_cli_context
 def verify(
     ctx: CliContext,
@@ -91,11 +100,12 @@ def verify(
     connections: tuple[int, ...],
     as_json: bool,
     examples: int,
+    book_samples: int,
 ) -> None:
     """Compare a captured database with the simulator's ground truth; exit 0 only when exact."""
     url = database_url or ctx.settings.database_url
     # Unusable input exits 2 (usage): 1 is reserved for "the capture is not exact".
-    report = _run(truth, url, gatherer, connections, examples)
+    report = _run(truth, url, gatherer, connections, examples, book_samples)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

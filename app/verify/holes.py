@@ -111,5 +111,17 @@ class HoleIndex:
                 return hole
         return None
 
+    def overlaps(self, channel: str, ticker: str | None, low_ns: int, high_ns: int) -> bool:
+        """Does a hole of `channel` for `ticker` touch [low_ns, high_ns]?"""
+        holes = self._by_channel.get(channel)
+        if not holes:
+            return False
+        for hole in holes[: bisect_right(self._starts[channel], high_ns)]:
+            if hole.to_ns is not None and hole.to_ns < low_ns:
+                continue
+            if hole.markets is None or ticker in hole.markets:
+                return True
+        return False
+
     def __bool__(self) -> bool:
         return bool(self._by_channel.get(None))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.units import hundredths_to_count, micros_to_dollars
+from app.verify.books import BookSamples
 from app.verify.compare import BookDifference, TableResult
 from app.verify.exchange import ExchangeCheck
 
@@ -25,10 +26,13 @@ class Report:
     books_in_hole: int = 0  # differing books whose last sent frame lies in a recorded hole
     partitions: int = 1
     exchange: ExchangeCheck | None = None
+    sampled_books: BookSamples | None = None
 
     @property
     def exact(self) -> bool:
-        exchange_ok = self.exchange is None or self.exchange.exact
+        exchange_ok = (self.exchange is None or self.exchange.exact) and (
+            self.sampled_books is None or self.sampled_books.exact
+        )
         return (
             all(t.exact for t in self.tables)
             and not (self.book_differences or self.book_differences_total)
@@ -50,6 +54,9 @@ class Report:
                 "differences": [d.as_dict() for d in self.book_differences],
             },
             "exchange": self.exchange.as_dict() if self.exchange is not None else None,
+            "sampled_books": (
+                self.sampled_books.as_dict() if self.sampled_books is not None else None
+            ),
         }
 
 
@@ -94,6 +101,7 @@ def render_text(report: Report, max_examples: int) -> list[str]:
     )
     lines.extend(f"  {describe_book_difference(d)}" for d in report.book_differences)
     lines.extend(_exchange_lines(report.exchange))
+    lines.extend(_sampled_lines(report.sampled_books))
     examples = [(t.table, e) for t in report.tables for e in t.examples]
     if examples and max_examples:
         lines.append("")
@@ -126,4 +134,18 @@ def _exchange_lines(check: ExchangeCheck | None) -> list[str]:
     lines.extend(f"  problem: {problem}" for problem in check.problems)
     for table in check.tables:
         lines.extend(f"  {table.table} unexplained: {text}" for text in table.examples)
+    return lines
+
+
+def _sampled_lines(sampled: BookSamples | None) -> list[str]:
+    if sampled is None:
+        return []
+    lines = [
+        "",
+        f"books at {sampled.samples} sampled instants against the exchange's own books: "
+        f"{sampled.checked} compared, {sampled.differing} differ ({sampled.in_hole} in a hole, "
+        f"{sampled.busy} changing at the instant, {sampled.not_captured} not captured yet)",
+    ]
+    for at_ns, difference in sampled.differences:
+        lines.append(f"  at {at_ns} ns: {describe_book_difference(difference)}")
     return lines

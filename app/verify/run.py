@@ -17,6 +17,8 @@ from typing import Any
 from app.book import BookUnavailable, book_at
 from app.db.engine import connect, describe_url
 from app.simulator.recorder import FRAMES_FILE
+from app.simulator.truth import TruthError, read_clock
+from app.verify.books import DEFAULT_SAMPLES, BookSamples, check_sampled_books
 from app.verify.compare import BookDifference, TableResult, compare_records, first_book_difference
 from app.verify.database import Tagged, database_records
 from app.verify.exchange import check_against_exchange
@@ -107,6 +109,7 @@ def verify_capture(
     connections: Collection[int] | None = None,
     max_examples: int = 5,
     partition_bytes: int = PARTITION_BYTES,
+    book_samples: int = DEFAULT_SAMPLES,
 ) -> Report:
     """Compare the database at `database_url` with the truth in `truth_dir`.
 
@@ -134,6 +137,8 @@ def verify_capture(
             conn, truth, scan, gatherer, datetime.now(UTC)
         )
         exchange = check_against_exchange(conn, truth, gatherer, holes)
+        sampled = _sample_books(conn, truth, scan, holes, gatherer, exchange.capture_start_ns,
+                                book_samples)  # fmt: skip
     finally:
         conn.rollback()
         conn.close()
@@ -149,6 +154,27 @@ def verify_capture(
         books_in_hole=books_in_hole,
         partitions=partitions,
         exchange=exchange,
+        sampled_books=sampled,
+    )
+
+
+def _sample_books(
+    conn: Any,
+    truth: Path,
+    scan: TruthScan,
+    holes: list[Any],
+    gatherer: str | None,
+    start_ns: int | None,
+    samples: int,
+) -> BookSamples | None:
+    if start_ns is None or samples <= 0:
+        return None
+    try:
+        clock = read_clock(truth)
+    except TruthError:
+        return None  # the exchange check already reports the missing clock
+    return check_sampled_books(
+        conn, truth, scan.meta, clock, HoleIndex(holes), gatherer, start_ns, samples=samples
     )
 
 

@@ -47,6 +47,9 @@ def test_exact_capture_is_exact(capture: Capture, capture_db: str) -> None:
     assert exchange["trades"].captured == counts["trades"] > 0
     assert exchange["trades"].exchange == exchange["trades"].captured + exchange["trades"].in_hole
     assert exchange["tickers"].captured > 0 and exchange["tickers"].before_capture > 0
+    # Books at instants during the capture equal the exchange's own books.
+    sampled = report.sampled_books
+    assert sampled is not None and sampled.exact and sampled.checked > 0, sampled.as_dict()
 
 
 def test_skipped_seq_is_a_gap_not_missing(capture: Capture, capture_db: str) -> None:
