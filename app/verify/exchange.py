@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from app.simulator.truth import (
     StepClock,
     TruthError,
@@ -213,6 +215,66 @@ def _check_tickers(
     return result
 
 
+_LEGACY_ABSENT = ("price_level_structure", "price_ranges", "settlement_value")
+
+
+def _payload_key(payload: dict[str, Any]) -> str:
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _stored_lifecycle(conn: Any, gatherer: str | None) -> Counter[str]:
+    """Stored `market_lifecycle_v2` messages by canonical payload, max copies per connection."""
+    where, params = _where(gatherer)
+    clause = (where + " AND" if where else " WHERE") + " msg_type = 'market_lifecycle_v2'"
+    stored: Counter[str] = Counter()
+    with conn.cursor(name="kd_verify_lifecycle") as cur:
+        cur.itersize = 5000
+        cur.execute(
+            "SELECT payload, max(copies) FROM (SELECT payload, count(*) AS copies"
+            f" FROM lifecycle_events{clause} GROUP BY connection_id, payload) AS per_connection"
+            " GROUP BY payload",
+            params,
+        )
+        for payload, copies in cur:
+            stored[_payload_key(payload)] = copies
+    return stored
+
+
+def _check_lifecycle(
+    truth: Path, clock: StepClock, start: int, holes: HoleIndex, stored: Counter[str]
+) -> ExchangeTable:
+    """Market lifecycle events: the message the exchange sends is its record's fields."""
+    result = ExchangeTable("lifecycle_events")
+    legacy = read_meta(truth).format == "legacy"
+    done: Counter[str] = Counter()
+    for record in iter_exchange(truth):
+        if record.get("kind") != "lifecycle":
+            continue
+        fields = {
+            k: v
+            for k, v in record.items()
+            if k not in ("step", "ts_ns", "kind", "ticker", "status")
+            and not (legacy and k in _LEGACY_ABSENT)
+        }
+        key = _payload_key({"market_ticker": record["ticker"], **fields})
+        done[key] += 1
+        wall = clock.wall_ns(record["step"])
+        if wall is None or wall < start:
+            result.before_capture += 1
+            continue
+        result.exchange += 1
+        if done[key] <= stored.get(key, 0):
+            result.captured += 1
+        elif holes.find("market_lifecycle_v2", record["ticker"], wall) is not None:
+            result.in_hole += 1
+        else:
+            result.explain(f"{record['ticker']} {record['event_type']} missing, in no hole")
+    for key, count in stored.items():
+        if count > done.get(key, 0):
+            result.explain(f"stored {count}x, done {done.get(key, 0)}x: {key[:120]}")
+    return result
+
+
 def check_against_exchange(
     conn: Any, truth: Path, gatherer: str | None, holes: list[Hole] | None = None
 ) -> ExchangeCheck:
@@ -232,6 +294,7 @@ def check_against_exchange(
     tables = [
         _check_trades(truth, clock, start, index, _stored_trades(conn, gatherer)),
         _check_tickers(truth, clock, start, index, _stored_tickers(conn, gatherer)),
+        _check_lifecycle(truth, clock, start, index, _stored_lifecycle(conn, gatherer)),
     ]
     problems = []
     if tables[0].exchange and not tables[0].captured and not tables[0].in_hole:

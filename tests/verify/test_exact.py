@@ -47,6 +47,7 @@ def test_exact_capture_is_exact(capture: Capture, capture_db: str) -> None:
     assert exchange["trades"].captured == counts["trades"] > 0
     assert exchange["trades"].exchange == exchange["trades"].captured + exchange["trades"].in_hole
     assert exchange["tickers"].captured > 0 and exchange["tickers"].before_capture > 0
+    assert exchange["lifecycle_events"].captured > 0
     # Books at instants during the capture equal the exchange's own books.
     sampled = report.sampled_books
     assert sampled is not None and sampled.exact and sampled.checked > 0, sampled.as_dict()
@@ -243,3 +244,12 @@ def test_a_dropped_market_is_unexplained(capture: Capture, capture_db: str) -> N
         result = _exchange(report, table)
         assert result.unexplained > 0 and all(market in e for e in result.examples)
     assert not report.exact
+
+
+def test_a_lost_lifecycle_event_is_unexplained(capture: Capture, capture_db: str) -> None:
+    statement = ("DELETE FROM lifecycle_events WHERE ctid = (SELECT ctid FROM lifecycle_events"
+                 " WHERE msg_type = 'market_lifecycle_v2' LIMIT 1)")  # fmt: skip
+    assert _execute(capture_db, statement) == 1
+    report = verify_capture(capture.truth, capture_db)
+    lifecycle = _exchange(report, "lifecycle_events")
+    assert lifecycle.unexplained == 1 and "missing, in no hole" in lifecycle.examples[0]
