@@ -408,6 +408,16 @@ class StepClock:
         line = bisect_right(self._steps, step)  # the first line with steps[line] > step
         return self._walls[line] if line < len(self._steps) else None
 
+    def executed_between(self, step: int) -> tuple[int, int] | None:
+        """(earliest, latest) wall time step `step` can have run at: a line covers a whole pump
+        batch, which may be long when the pump catches up. None if the clock never got there."""
+        if step < 0:
+            raise ValueError(f"steps are 0-based, got {step}")
+        line = bisect_right(self._steps, step)
+        if line >= len(self._steps):
+            return None
+        return self._walls[max(0, line - 1)], self._walls[line]
+
     def steps_done_at(self, wall_ns: int) -> int:
         """Steps executed at or before `wall_ns` (0 before the first line)."""
         line = bisect_right(self._walls, wall_ns) - 1

@@ -6,7 +6,10 @@ is rebuilt with `app.book.book_at` and compared with the book the exchange itsel
 from `exchange.jsonl` (its initial books are regenerated from the seed; our normalizer is never
 involved). A market is compared at T only when the comparison is meaningful:
 
-* **in hole** — a recorded book hole of the market touches [T - quiet, T]: the gatherer knows;
+* **in hole** — a recorded book hole of the market touches [S, T], S being its newest snapshot
+  stored at or before T - quiet: the gatherer knows its book was not continuous since S (a hole
+  ends for a market at its fresh snapshot; one that never got one, e.g. it closed while the
+  listener was dead, is unknown until the end);
 * **busy** — the exchange changed the market in [T - quiet, T]: a frame may be in flight, so
   the database may legitimately be one change behind at T (the next sample tries again);
 * **not captured yet** — no snapshot of it stored at or before T - quiet.
@@ -20,6 +23,7 @@ holds frames back on purpose, so instants within a stall (plus the quiet time) a
 from __future__ import annotations
 
 import sys
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,16 +101,20 @@ def _stalls(directory: Path) -> list[tuple[int, int]]:
     return stretches
 
 
-def _first_snapshots(conn: Any, gatherer: str | None) -> dict[str, int]:
+def _snapshot_times(conn: Any, gatherer: str | None) -> dict[str, list[int]]:
+    """Receive times (ns, ascending) of every stored snapshot, by market."""
     where, params = (" WHERE gatherer = %s", (gatherer,)) if gatherer else ("", ())
+    times: dict[str, list[int]] = {}
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT market_ticker, min(received_ns) FROM orderbook_snapshots"
+            "SELECT market_ticker, received_ns FROM orderbook_snapshots"
             + where
-            + " GROUP BY market_ticker",
+            + " ORDER BY market_ticker, received_ns",
             params,
         )
-        return {ticker: first for ticker, first in cur.fetchall()}
+        for ticker, received_ns in cur.fetchall():
+            times.setdefault(ticker, []).append(received_ns)
+    return times
 
 
 def _exchange_books(
@@ -173,18 +181,20 @@ def check_sampled_books(
     instants = sample_instants(
         capture_start_ns, clock.last_wall_ns + quiet_ns, samples, quiet_ns, _stalls(directory)
     )
-    first = _first_snapshots(conn, gatherer)
-    if not instants or not first:
+    snapshots = _snapshot_times(conn, gatherer)
+    if not instants or not snapshots:
         return result
     result.samples = len(instants)
     cuts = [(clock.steps_done_at(t - quiet_ns), clock.steps_done_at(t)) for t in instants]
-    expected, busy = _exchange_books(directory, meta, set(first), cuts)
+    expected, busy = _exchange_books(directory, meta, set(snapshots), cuts)
     for index, at_ns in enumerate(instants):
         at = datetime.fromtimestamp(at_ns / 1e9, UTC)
-        for ticker in sorted(first):
-            if first[ticker] > at_ns - quiet_ns:
+        for ticker in sorted(snapshots):
+            times = snapshots[ticker]
+            newest = bisect_right(times, at_ns - quiet_ns) - 1
+            if newest < 0:
                 result.not_captured += 1
-            elif holes.overlaps("orderbook_delta", ticker, at_ns - quiet_ns, at_ns):
+            elif holes.overlaps("orderbook_delta", ticker, times[newest], at_ns):
                 result.in_hole += 1
             elif ticker in busy[index]:
                 result.busy += 1

@@ -154,12 +154,10 @@ def _check_trades(
     for trade in _trades(truth):
         trade_id = trade["trade_id"]
         seen.add(trade_id)
-        wall = clock.wall_ns(trade["step"])
+        when = clock.executed_between(trade["step"])
         copies = stored.get(trade_id, [])
-        if wall is None or wall < start:
-            if copies:
-                result.captured += 1  # stored though not claimed (a backfill margin): fine
-            result.before_capture += not copies
+        if when is None or when[0] < start:
+            result.before_capture += 1  # not claimed; stored or not, both are fine
             continue
         result.exchange += 1
         expected = (
@@ -176,7 +174,7 @@ def _check_trades(
         elif copies:
             result.captured += 1
         else:
-            hole = holes.find("trade", trade["ticker"], wall)
+            hole = holes.overlapping("trade", trade["ticker"], *when)
             if hole is None:
                 result.explain(f"{trade_id} ({trade['ticker']}) missing, in no recorded hole")
             elif hole.backfilled:
@@ -188,31 +186,70 @@ def _check_trades(
     return result
 
 
-def _check_tickers(
-    truth: Path, clock: StepClock, start: int, holes: HoleIndex, stored: Counter[tuple[Any, ...]]
+@dataclass
+class _Tally:
+    """Per content key: events done, done during capture, and of those inside a hole."""
+
+    done: int = 0
+    claimed: int = 0
+    claimed_in_hole: int = 0
+    label: str = ""  # an event of the key outside any hole, for examples
+
+
+def _tally(
+    result: ExchangeTable,
+    events: Iterator[tuple[Any, str, int, str]],
+    stored: Counter[Any],
+    clock: StepClock,
+    start: int,
+    holes: HoleIndex,
+    channel: str,
 ) -> ExchangeTable:
-    result = ExchangeTable("tickers")
-    done: Counter[tuple[Any, ...]] = Counter()
-    # Legacy ticker frames carry whole seconds only (kalshi-api.md §3.5).
-    unit = 1_000 * NS_PER_MS if read_meta(truth).format == "legacy" else NS_PER_MS
-    for change in iter_tickers(truth):
-        key = (change.ticker, change.ts_ns // unit * (unit // NS_PER_MS), *change.values)
-        done[key] += 1
-        wall = clock.wall_ns(change.step)
-        if wall is None or wall < start:
+    """Events (key, market, step, label) identified by content only: copies with one key are
+    interchangeable, so stored copies are matched to the events outside holes first."""
+    tallies: dict[Any, _Tally] = {}
+    for key, ticker, step, label in events:
+        tally = tallies.setdefault(key, _Tally())
+        tally.done += 1
+        when = clock.executed_between(step)
+        if when is None or when[0] < start:
             result.before_capture += 1
             continue
         result.exchange += 1
-        if done[key] <= stored.get(key, 0):
-            result.captured += 1
-        elif holes.find("ticker", change.ticker, wall) is not None:
-            result.in_hole += 1
-        else:
-            result.explain(f"{change.ticker} at {key[1]} ms missing, in no recorded hole")
+        tally.claimed += 1
+        if holes.overlaps(channel, ticker, *when):
+            tally.claimed_in_hole += 1
+        elif not tally.label:
+            tally.label = label
+    for key, tally in tallies.items():
+        have = stored.get(key, 0)
+        captured = min(have, tally.claimed)
+        missing = tally.claimed - captured
+        in_hole = min(missing, tally.claimed_in_hole)
+        result.captured += captured
+        result.in_hole += in_hole
+        for _ in range(missing - in_hole):
+            result.explain(f"{tally.label} missing, in no recorded hole")
     for key, count in stored.items():
-        if count > done.get(key, 0):
-            result.explain(f"{key[0]} at {key[1]} ms stored {count}x, done {done.get(key, 0)}x")
+        done = tallies[key].done if key in tallies else 0
+        if count > done:
+            result.explain(f"stored {count}x, done {done}x: {str(key)[:120]}")
     return result
+
+
+def _check_tickers(
+    truth: Path, clock: StepClock, start: int, holes: HoleIndex, stored: Counter[tuple[Any, ...]]
+) -> ExchangeTable:
+    # Legacy ticker frames carry whole seconds only (kalshi-api.md §3.5).
+    unit = 1_000 * NS_PER_MS if read_meta(truth).format == "legacy" else NS_PER_MS
+
+    def events() -> Iterator[tuple[Any, str, int, str]]:
+        for change in iter_tickers(truth):
+            ms = change.ts_ns // unit * (unit // NS_PER_MS)
+            key = (change.ticker, ms, *change.values)
+            yield key, change.ticker, change.step, f"{change.ticker} ticker at {ms} ms"
+
+    return _tally(ExchangeTable("tickers"), events(), stored, clock, start, holes, "ticker")
 
 
 _LEGACY_ABSENT = ("price_level_structure", "price_ranges", "settlement_value")
@@ -223,16 +260,18 @@ def _payload_key(payload: dict[str, Any]) -> str:
 
 
 def _stored_lifecycle(conn: Any, gatherer: str | None) -> Counter[str]:
-    """Stored `market_lifecycle_v2` messages by canonical payload, max copies per connection."""
+    """Stored `market_lifecycle_v2` messages by canonical payload.
+
+    Counted over all connections (not max per connection as tickers are): a payload has no
+    time, so the same event type for a market twice, received on two sessions, is two events.
+    """
     where, params = _where(gatherer)
     clause = (where + " AND" if where else " WHERE") + " msg_type = 'market_lifecycle_v2'"
     stored: Counter[str] = Counter()
     with conn.cursor(name="kd_verify_lifecycle") as cur:
         cur.itersize = 5000
         cur.execute(
-            "SELECT payload, max(copies) FROM (SELECT payload, count(*) AS copies"
-            f" FROM lifecycle_events{clause} GROUP BY connection_id, payload) AS per_connection"
-            " GROUP BY payload",
+            f"SELECT payload, count(*) FROM lifecycle_events{clause} GROUP BY payload",
             params,
         )
         for payload, copies in cur:
@@ -244,35 +283,24 @@ def _check_lifecycle(
     truth: Path, clock: StepClock, start: int, holes: HoleIndex, stored: Counter[str]
 ) -> ExchangeTable:
     """Market lifecycle events: the message the exchange sends is its record's fields."""
-    result = ExchangeTable("lifecycle_events")
     legacy = read_meta(truth).format == "legacy"
-    done: Counter[str] = Counter()
-    for record in iter_exchange(truth):
-        if record.get("kind") != "lifecycle":
-            continue
-        fields = {
-            k: v
-            for k, v in record.items()
-            if k not in ("step", "ts_ns", "kind", "ticker", "status")
-            and not (legacy and k in _LEGACY_ABSENT)
-        }
-        key = _payload_key({"market_ticker": record["ticker"], **fields})
-        done[key] += 1
-        wall = clock.wall_ns(record["step"])
-        if wall is None or wall < start:
-            result.before_capture += 1
-            continue
-        result.exchange += 1
-        if done[key] <= stored.get(key, 0):
-            result.captured += 1
-        elif holes.find("market_lifecycle_v2", record["ticker"], wall) is not None:
-            result.in_hole += 1
-        else:
-            result.explain(f"{record['ticker']} {record['event_type']} missing, in no hole")
-    for key, count in stored.items():
-        if count > done.get(key, 0):
-            result.explain(f"stored {count}x, done {done.get(key, 0)}x: {key[:120]}")
-    return result
+
+    def events() -> Iterator[tuple[Any, str, int, str]]:
+        for record in iter_exchange(truth):
+            if record.get("kind") != "lifecycle":
+                continue
+            fields = {
+                k: v
+                for k, v in record.items()
+                if k not in ("step", "ts_ns", "kind", "ticker", "status")
+                and not (legacy and k in _LEGACY_ABSENT)
+            }
+            key = _payload_key({"market_ticker": record["ticker"], **fields})
+            label = f"{record['ticker']} {record['event_type']} (step {record['step']})"
+            yield key, record["ticker"], record["step"], label
+
+    table = ExchangeTable("lifecycle_events")
+    return _tally(table, events(), stored, clock, start, holes, "market_lifecycle_v2")
 
 
 def check_against_exchange(

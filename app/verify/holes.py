@@ -111,17 +111,22 @@ class HoleIndex:
                 return hole
         return None
 
-    def overlaps(self, channel: str, ticker: str | None, low_ns: int, high_ns: int) -> bool:
-        """Does a hole of `channel` for `ticker` touch [low_ns, high_ns]?"""
+    def overlapping(
+        self, channel: str, ticker: str | None, low_ns: int, high_ns: int
+    ) -> Hole | None:
+        """A hole of `channel` for `ticker` touching [low_ns, high_ns], if any."""
         holes = self._by_channel.get(channel)
         if not holes:
-            return False
+            return None
         for hole in holes[: bisect_right(self._starts[channel], high_ns)]:
             if hole.to_ns is not None and hole.to_ns < low_ns:
                 continue
             if hole.markets is None or ticker in hole.markets:
-                return True
-        return False
+                return hole
+        return None
+
+    def overlaps(self, channel: str, ticker: str | None, low_ns: int, high_ns: int) -> bool:
+        return self.overlapping(channel, ticker, low_ns, high_ns) is not None
 
     def __bool__(self) -> bool:
         return bool(self._by_channel.get(None))

@@ -261,7 +261,9 @@ def test_kill_9_listener_leaves_a_recorded_hole_that_the_backfill_fills(
         "--duration", str(DURATION_S), "--sim-port", "0", "--sim-markets", "60",
         "--sim-rate", "200", "--sim-seed", "25", "--truth", str(truth),
         "--run-dir", str(tmp_path / "run"),
-        "--sim-extra", "--drop-every 7 --skip-seq-every 250 --market-lifetime 12",
+        "--sim-extra",
+        "--drop-every 7 --skip-seq-every 1500 --stall-every 5 --stall-seconds 0.5"
+        " --market-lifetime 12",
     )  # fmt: skip
     run.wait_for_output("up_started", 90)
     run.sleep_until(6)
@@ -299,3 +301,9 @@ def test_kill_9_listener_leaves_a_recorded_hole_that_the_backfill_fills(
     assert closed >= 2 and backfilled >= 2, (backfilled, closed)
     assert rest_only > 0, "the backfill stored no trade the WebSocket missed"
     assert still_open == 0, "sessions of the dead listener were never closed"
+    # Coverage shows the kill on the market-hours it touched (a market that lived only inside
+    # holes, as markets with a 12 s life can, is `missing`: that is the truth).
+    coverage = run_cli("coverage", "--since", "2h", "--json", timeout=60, **crash_env)
+    assert coverage.returncode == 0, coverage.stderr
+    rows = json.loads(coverage.stdout)["rows"]
+    assert any("listener_died" in row["causes"] and row["status"] == "degraded" for row in rows)
