@@ -45,7 +45,7 @@ from app.listener.control import (
     gap_fields,
 )
 from app.listener.heartbeat import SessionInfo
-from app.listener.holes import HoleTracker
+from app.listener.holes import HoleTracker, MarketBirths
 from app.listener.metrics import connection_role, metric_role
 from app.listener.sequence import SequenceTracker, Verdict
 from app.listener.stats import ConnectionStats, ListenerStats
@@ -106,6 +106,7 @@ class ConnectionManager:
         stats: ListenerStats,
         on_market_rejected: MarketRejected | None = None,
         started_ns: int | None = None,
+        births: MarketBirths | None = None,
     ) -> None:
         if role not in ("global", "orderbook"):
             raise ValueError(f"unknown role {role!r}")
@@ -133,6 +134,7 @@ class ConnectionManager:
         # Holes (docs/holes.md): everything before the first subscription is one.
         self._started_ns = started_ns if started_ns is not None else time.time_ns()
         self._books_live = False  # a book subscription has been acknowledged once
+        self._births = births if births is not None else MarketBirths()
         self.holes = HoleTracker(gatherer, self._emit_hole, round(settings.hole_lead_s * 1e9))
         if role == "global":
             for channel in channels:
@@ -171,9 +173,16 @@ class ConnectionManager:
         self.desired.update(added)
         self.desired.difference_update(removed)
         if added:
-            # Before the shard's first subscription its markets are missed since the start.
-            since = now if self._books_live else self._started_ns
-            self.holes.books_missed(added, "not_subscribed", since, lead=False)
+            # Before the shard's first subscription its markets are missed since the start; a
+            # market added later since its birth (its lifecycle `created`), else since now.
+            default = now if self._books_live else self._started_ns
+            by_since: dict[int, list[str]] = {}
+            for ticker in added:
+                born = self._births.take(ticker)
+                since = default if born is None else min(default, born - self.holes.lead_ns)
+                by_since.setdefault(since, []).append(ticker)
+            for since, tickers in sorted(by_since.items()):
+                self.holes.books_missed(tickers, "not_subscribed", since, lead=False)
         if removed:
             self.holes.books_forgotten(removed, now)
         self.conn_stats.desired_markets = len(self.desired)
@@ -612,6 +621,13 @@ class ConnectionManager:
                     resync = self._snapshot_seen(session, sid, ticker)
                     if sid == session.book_sid:
                         self.holes.book_resumed(ticker, frame.received_ns)
+            if (
+                msg_type == "market_lifecycle_v2"
+                and ticker is not None
+                and isinstance(body, dict)
+                and body.get("event_type") == "created"
+            ):
+                self._births.note(ticker, frame.received_ns)
         else:
             self._stats.unparseable_frames += 1
         kind = msg_type or "unparseable"

@@ -17,6 +17,7 @@ rules and why a hole starts `lead_ns` before the last frame read.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,3 +171,28 @@ class HoleTracker:
     def _close(self, hole: OpenHole, at_ns: int) -> None:
         self.closed += 1
         self._emit(HOLE_CLOSED, {**hole.fields(self.gatherer), "to_ns": max(at_ns, hole.from_ns)})
+
+
+class MarketBirths:
+    """When the lifecycle channel announced each new market (`created`), so the book hole of a
+    market the registry adds later starts at its birth, not when the registry caught up.
+
+    Shared by one listener's managers; bounded (oldest forgotten first): a market never added
+    to a book shard must not be remembered for ever.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._limit = limit
+
+    def note(self, ticker: str, received_ns: int) -> None:
+        if ticker not in self._seen:
+            self._seen[ticker] = received_ns
+            if len(self._seen) > self._limit:
+                self._seen.popitem(last=False)
+
+    def take(self, ticker: str) -> int | None:
+        return self._seen.pop(ticker, None)
+
+    def __len__(self) -> int:
+        return len(self._seen)

@@ -4,7 +4,8 @@ Hot path cost: `_on_frame` only bumps two `collections.Counter` entries of `List
 (frames and bytes per message type) that it keeps anyway; `ListenerMetrics.sync`, run every
 second by the listener (and once more at shutdown), turns their increments into
 `kd_listener_frames_total` / `kd_listener_frame_bytes_total`, mirrors the publisher's totals
-(`PublisherMetrics`) and sets the per-connection gauges. Rare events (reconnects, gaps) are
+(`PublisherMetrics`) and the capture holes opened (`kd_listener_holes_opened_total`), and sets
+the per-connection gauges and the open-hole gauge. Rare events (reconnects, gaps) are
 recorded where they happen. Labels: `role` is the metric role (orderbook, trade, ticker,
 lifecycle, other) and `connection` the shard name, never a conn_id (docs/metrics.md).
 """
@@ -23,7 +24,9 @@ from app.metrics import (
     MetricsConfigError,
     MetricsServer,
     PublisherMetrics,
+    record_holes_opened,
     set_connection_state,
+    set_open_holes,
     start_metrics_server,
 )
 from app.metrics import definitions as d
@@ -95,10 +98,28 @@ class ListenerMetrics:
         self.publisher = PublisherMetrics(gatherer)
         self._frames: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
+        self._holes_opened = 0
 
-    def sync(self, stats: ListenerStats, publisher: PublisherStats | None = None) -> None:
+    def sync(
+        self,
+        stats: ListenerStats,
+        publisher: PublisherStats | None = None,
+        *,
+        open_holes: int | None = None,
+    ) -> None:
+        """Add the stats' increments to the counters and set the gauges.
+
+        `open_holes` is the number of capture holes open now over every connection manager
+        (`len(manager.holes.open_holes)` summed); the stats only count holes opened, so the
+        caller passes it. None leaves `kd_listener_open_holes` as it was.
+        """
         self._advance(stats.frames_by_type, self._frames, d.LISTENER_FRAMES)
         self._advance(stats.bytes_by_type, self._bytes, d.LISTENER_FRAME_BYTES)
+        opened, last = stats.holes_opened, self._holes_opened
+        record_holes_opened(self.gatherer, opened - last if opened >= last else opened)
+        self._holes_opened = opened
+        if open_holes is not None:
+            set_open_holes(self.gatherer, open_holes)
         if publisher is not None:
             self.publisher.update(publisher)
         for conn in stats.connections.values():

@@ -37,6 +37,7 @@ from app.listener.heartbeat import (
     heartbeat_key,
     successor_records,
 )
+from app.listener.holes import MarketBirths
 from app.listener.metrics import ListenerMetrics, start_listener_metrics
 from app.listener.shards import ShardMap
 from app.listener.stats import ListenerStats
@@ -91,6 +92,7 @@ class Listener:
         self.metrics = ListenerMetrics(settings.gatherer)
         self.metrics_server: MetricsServer | None = None
         self.started_ns = time.time_ns()
+        self.births = MarketBirths()  # lifecycle `created` times, for the book holes
         self.heartbeat_key = heartbeat_key(
             settings.gatherer, self.config.journal_subdir.format(gatherer=settings.gatherer)
         )
@@ -170,6 +172,7 @@ class Listener:
             stats=self.stats,
             on_market_rejected=self._market_rejected,
             started_ns=self.started_ns,
+            births=self.births,
         )
         self.managers[shard] = manager
         if role == "orderbook":

@@ -224,3 +224,48 @@ def test_a_listener_killed_with_sigkill_is_settled_by_its_successor(
     for hole in died:
         assert hole["from_at"].timestamp() * 1e9 <= killed_ns <= hole["to_at"].timestamp() * 1e9
         assert hole["market_tickers"] is None
+
+
+class _Publisher:
+    """Collects what a manager publishes (the manager only ever calls `add`)."""
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    def add(self, stream: str, frame: Any) -> None:
+        self.frames.append(frame)
+
+
+def test_a_market_added_later_is_missed_since_its_lifecycle_birth() -> None:
+    from app.listener.connection import ConnectionManager
+    from app.listener.holes import MarketBirths
+    from app.listener.stats import ListenerStats
+    from app.streams import StreamNames
+
+    births = MarketBirths(limit=2)
+    births.note("OLD", 1)
+    births.note("NEW", 5_000_000_000)
+    births.note("NEW", 9_000_000_000)  # the first announcement counts
+    publisher = _Publisher()
+    manager = ConnectionManager(
+        shard="ob0", role="orderbook", channels=("orderbook_delta",), url="ws://unused",
+        gatherer="g1", signer=None, publisher=publisher,  # type: ignore[arg-type]
+        names=StreamNames("g1", 1), control_stream="kd:g1:control",
+        settings=fast_listener(hole_lead_s=1.0), stats=ListenerStats(),
+        started_ns=2_000_000_000, births=births,
+    )  # fmt: skip
+    manager.set_markets(add=["NEW", "OTHER"])
+    opened = [hole_row(parse_control(f.raw)) for f in publisher.frames]
+    froms = {tuple(h["market_tickers"]): h["from_at"].timestamp() for h in opened}
+    # Before the first subscription: since the listener's start, or the birth less the lead
+    # when that is earlier (here it is not: 5 s - 1 s > 2 s).
+    assert froms == {("NEW", "OTHER"): 2.0}
+    births.note("LATE", 3_000_000_000)
+    manager._books_live = True  # a subscription was acknowledged: later adds start now or birth
+    manager.set_markets(add=["LATE"])
+    late = hole_row(parse_control(publisher.frames[-1].raw))
+    assert late["market_tickers"] == ["LATE"] and late["from_at"].timestamp() == 2.0
+    assert len(births) == 1  # NEW and LATE were taken; OLD waits
+    births.note("A", 1)
+    births.note("B", 1)  # over the limit of 2: the oldest (OLD) is forgotten
+    assert births.take("OLD") is None and births.take("A") == 1

@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.config import MetricsSettings
 from app.listener import Listener, ListenerStats
@@ -40,7 +41,6 @@ def test_sync_adds_only_increments() -> None:
     stats.bytes_by_type["trade"] += 200
     metrics.sync(stats)
     metrics.sync(stats)
-    from prometheus_client import REGISTRY
 
     labels = {"gatherer": gatherer, "channel": "trade"}
     assert REGISTRY.get_sample_value("kd_listener_frames_total", labels) == 5
@@ -105,3 +105,63 @@ def test_busy_port_does_not_stop_the_listener(
     assert listener.metrics_server is None
     warnings = [r for r in caplog.records if r.getMessage() == "listener_metrics_unavailable"]
     assert warnings and getattr(warnings[0], "port", None) == port
+
+
+def test_sync_counts_holes_opened_and_sets_open_holes() -> None:
+    gatherer = "lmholes"
+    stats = ListenerStats()
+    metrics = ListenerMetrics(gatherer)
+    labels = {"gatherer": gatherer}
+    metrics.sync(stats)  # the counter is exported at 0 before any hole; the gauge not yet
+    assert REGISTRY.get_sample_value("kd_listener_holes_opened_total", labels) == 0
+    assert REGISTRY.get_sample_value("kd_listener_open_holes", labels) is None
+    stats.holes_opened = 3
+    metrics.sync(stats, open_holes=2)
+    stats.holes_opened = 5
+    metrics.sync(stats)  # no count given: the gauge keeps its value
+    assert REGISTRY.get_sample_value("kd_listener_holes_opened_total", labels) == 5
+    assert REGISTRY.get_sample_value("kd_listener_open_holes", labels) == 2
+    metrics.sync(stats, open_holes=0)
+    assert REGISTRY.get_sample_value("kd_listener_holes_opened_total", labels) == 5
+    assert REGISTRY.get_sample_value("kd_listener_open_holes", labels) == 0
+
+
+def open_hole_count(listener: Listener) -> int:
+    """What the listener's once-a-second sync passes as `open_holes`."""
+    return sum(len(manager.holes.open_holes) for manager in listener.managers.values())
+
+
+def test_hole_metrics_follow_a_real_capture_and_a_lost_exchange(
+    sim_factory, gatherer: str, redis_test_url: str, tmp_path: Path
+) -> None:
+    """At start every channel and book market is in a `not_subscribed` hole until subscribed;
+    when the exchange goes away, the disconnect holes stay open (docs/holes.md)."""
+    sim = sim_factory("--markets", "20", "--rate", "200", "--epoch-ms", str(EPOCH_MS))
+    settings = make_settings(gatherer, redis_test_url, sim, tmp_path)
+    labels = {"gatherer": gatherer}
+
+    def sync(listener: Listener) -> tuple[float | None, float | None]:
+        listener.metrics.sync(listener.stats, open_holes=open_hole_count(listener))
+        return (
+            REGISTRY.get_sample_value("kd_listener_holes_opened_total", labels),
+            REGISTRY.get_sample_value("kd_listener_open_holes", labels),
+        )
+
+    async def scenario() -> tuple[tuple[float | None, ...], tuple[float | None, ...], int]:
+        run = Running(Listener(settings, fast_listener(markets_per_connection=10)))
+        listener = run.listener
+        await run.until(lambda: run.subscribed(20) and open_hole_count(listener) == 0)
+        captured = sync(listener)
+        opened_at_start = listener.stats.holes_opened
+        await asyncio.to_thread(sim.stop)
+        await run.until(lambda: open_hole_count(listener) >= 5)  # 3 channels, 2 book shards
+        lost = sync(listener)
+        await run.finish()
+        return captured, lost, opened_at_start
+
+    captured, lost, opened_at_start = asyncio.run(scenario())
+    # 3 global channels + at least one book hole per shard, all closed once subscribed
+    assert opened_at_start >= 5 and captured == (opened_at_start, 0)
+    opened_total, open_now = lost
+    assert opened_total is not None and opened_total >= opened_at_start + 5
+    assert open_now is not None and open_now >= 5
