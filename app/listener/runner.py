@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from app.kalshi.backoff import Backoff
 from app.kalshi.errors import KalshiError
 from app.kalshi.rest import KalshiRest
 from app.listener.connection import ConnectionManager
-from app.listener.control import control_stream, encode_control
+from app.listener.control import HOLE_CLOSED, HOLE_OPENED, control_stream, encode_control
 from app.listener.heartbeat import (
     RUNNING,
     STOPPED,
@@ -127,6 +128,7 @@ class Listener:
             journal_dir(s, self.config),
             s.streams,
             publisher_id=self._publisher_id,
+            on_journal_loss=self._journal_loss,
         )
         await self._publisher.start()
         self.started_ns = time.time_ns()
@@ -257,17 +259,7 @@ class Listener:
             lead_ns=round(self.config.hole_lead_s * 1e9),
         )
         for event, fields in records:
-            self.publisher.add(
-                self.control_stream,
-                Frame(
-                    encode_control(event, **fields),
-                    time.time_ns(),
-                    fields.get("conn_id") or f"{self.settings.gatherer}-listener",
-                    None,
-                    None,
-                    False,
-                ),
-            )
+            self._publish_control(event, fields)
         if previous is not None:
             log_event(
                 log,
@@ -278,6 +270,39 @@ class Listener:
                 records=len(records),
             )
         await self._write_heartbeat(client, RUNNING)
+
+    def _journal_loss(self, segment: str, from_ns: int, to_ns: int, problem: str) -> None:
+        """A damaged journal segment lost what was received in that stretch: one closed
+        `journal_loss` hole per channel, every market (docs/holes.md)."""
+        lead_ns = round(self.config.hole_lead_s * 1e9)
+        for channel in self._channels():
+            fields = {
+                "gatherer": self.settings.gatherer,
+                "hole_id": uuid.uuid4().hex,
+                "conn_id": None,
+                "channel": channel,
+                "market_tickers": None,
+                "cause": "journal_loss",
+                "from_ns": from_ns - lead_ns,
+                "detail": f"journal segment {segment}: {problem}",
+            }
+            self._publish_control(HOLE_OPENED, fields)
+            self._publish_control(HOLE_CLOSED, {**fields, "to_ns": to_ns})
+        self.stats.journal_losses += 1
+        log_event(log, "listener_journal_loss", logging.ERROR, segment=segment, problem=problem)
+
+    def _publish_control(self, event: str, fields: dict[str, Any]) -> None:
+        self.publisher.add(
+            self.control_stream,
+            Frame(
+                encode_control(event, **fields),
+                time.time_ns(),
+                fields.get("conn_id") or f"{self.settings.gatherer}-listener",
+                None,
+                None,
+                False,
+            ),
+        )
 
     async def _write_heartbeat(self, client: Any, state: str) -> None:
         sessions = [m.session_info() for m in self.managers.values()]

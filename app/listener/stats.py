@@ -62,6 +62,7 @@ class ListenerStats:
     gaps_recovered: int = 0
     holes_opened: int = 0
     heartbeat_errors: int = 0
+    journal_losses: int = 0
     seq_duplicates: int = 0
     snapshot_requests: int = 0
     resubscribes: int = 0
@@ -83,6 +84,7 @@ class ListenerStats:
             "gaps_recovered": self.gaps_recovered,
             "holes_opened": self.holes_opened,
             "heartbeat_errors": self.heartbeat_errors,
+            "journal_losses": self.journal_losses,
             "seq_duplicates": self.seq_duplicates,
             "snapshot_requests": self.snapshot_requests,
             "resubscribes": self.resubscribes,

@@ -44,7 +44,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from redis.exceptions import RedisError
 
 from app.config import StreamSettings
 from app.logs import log_event
-from app.streams.envelope import BatchBuilder, Frame
+from app.streams.envelope import BatchBuilder, Frame, decode_frames
 from app.streams.journal import Journal, JournalFull, JournalRecord
 from app.streams.names import StreamNames
 
@@ -98,6 +98,11 @@ return {processed, added, status, detail}
 """
 
 _REDIS_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+# (segment, from_ns, to_ns, problem): frames received in that stretch may be in the damaged
+# part of a journal segment; the listener records it as a capture hole (docs/holes.md).
+JournalLoss = Callable[[str, int, int, str], None]
 
 
 class PublisherClosed(Exception):
@@ -168,8 +173,10 @@ class StreamPublisher:
         settings: StreamSettings,
         *,
         publisher_id: str | None = None,
+        on_journal_loss: JournalLoss | None = None,
     ) -> None:
         self._redis = redis
+        self._on_journal_loss = on_journal_loss
         self._settings = settings
         self.publisher_id = publisher_id or default_publisher_id()
         self.publisher_key = names.publisher_key(self.publisher_id)
@@ -558,6 +565,7 @@ class StreamPublisher:
         reader = self._journal.read(path)
         chunk: list[JournalRecord] = []
         size = 0
+        last_good: JournalRecord | None = None
         limit_n, limit_bytes = self._settings.max_call_batches, self._settings.max_call_bytes
         for record in reader:
             if chunk and (
@@ -570,9 +578,11 @@ class StreamPublisher:
                 chunk, size = [], 0
             chunk.append(record)
             size += len(record.data)
+            last_good = record
         if chunk and not await self._replay_chunk(chunk):
             return False
         if reader.problem:
+            self._report_loss(path, last_good, reader.problem)
             log_event(
                 logger,
                 "streams_journal_segment_damaged",
@@ -588,6 +598,21 @@ class StreamPublisher:
                 return True
         self._journal.delete(path)
         return True
+
+    def _report_loss(self, path: Path, last_good: JournalRecord | None, problem: str) -> None:
+        """What a damaged segment may have lost: frames received after its last whole record
+        (or, with none, around its last write) up to its last write."""
+        if self._on_journal_loss is None:
+            return
+        try:
+            written_ns = path.stat().st_mtime_ns
+        except OSError:
+            written_ns = time.time_ns()
+        from_ns = written_ns
+        if last_good is not None:
+            frames = decode_frames(last_good.data, last_good.nframes)
+            from_ns = min(written_ns, max(f.recv_ns for f in frames))
+        self._on_journal_loss(str(path), from_ns, max(written_ns, from_ns), problem)
 
     async def _replay_chunk(self, chunk: list[JournalRecord]) -> bool:
         try:

@@ -269,3 +269,22 @@ def test_a_market_added_later_is_missed_since_its_lifecycle_birth() -> None:
     births.note("A", 1)
     births.note("B", 1)  # over the limit of 2: the oldest (OLD) is forgotten
     assert births.take("OLD") is None and births.take("A") == 1
+
+
+def test_a_journal_loss_is_a_closed_hole_on_every_channel(
+    sim_factory, gatherer: str, redis_test_url: str, tmp_path: Path
+) -> None:
+    sim = sim_factory("--markets", "2", "--rate", "10", "--epoch-ms", str(EPOCH_MS))
+    listener = Listener(make_settings(gatherer, redis_test_url, sim, tmp_path), fast_listener())
+    publisher = _Publisher()
+    listener._publisher = publisher  # type: ignore[assignment]
+    listener._journal_loss("seg-7", 5_000_000_000, 9_000_000_000, "torn last record")
+    holes = [hole_row(parse_control(f.raw)) for f in publisher.frames]
+    closed = [h for h in holes if h["to_at"] is not None]
+    assert {h["channel"] for h in closed} == {"trade", "ticker", "market_lifecycle_v2",
+                                              "orderbook_delta"}  # fmt: skip
+    lead = fast_listener().hole_lead_s
+    assert all(h["cause"] == "journal_loss" and "seg-7" in h["detail"] for h in closed)
+    assert all(h["from_at"].timestamp() == 5.0 - lead and h["to_at"].timestamp() == 9.0
+               for h in closed)  # fmt: skip
+    assert listener.stats.journal_losses == 1

@@ -306,3 +306,38 @@ async def test_when_memory_and_journal_are_full_add_pushes_back(names, fast_sett
         raise AssertionError("close must refuse to pretend the frames were kept")
     except JournalFull:
         pass
+
+
+async def test_a_damaged_journal_segment_reports_what_it_may_have_lost(
+    client, names, fast_settings, redis_test_url, tmp_path
+) -> None:
+    """A torn last record (a writer killed mid-append) is discarded on replay; the publisher
+    says which stretch of receive times it may have held, for the listener's hole."""
+    from app.streams.envelope import encode_frames
+    from app.streams.journal import Journal, JournalRecord
+
+    journal = Journal(tmp_path / "j", segment_bytes=1 << 20, max_bytes=1 << 24, fsync="always")
+    journal.open()
+    received = [1_000_000_000 + i for i in range(3)]
+    count, data = encode_frames(
+        Frame(f"f{i}".encode(), ns, "conn-1", 1, i) for i, ns in enumerate(received)
+    )
+    journal.append(JournalRecord(names.trade, "old", "kd:x:pub:old", 1, count, data))
+    journal.close()
+    (segment,) = segments(tmp_path / "j")
+    with open(segment, "ab") as file:
+        file.write(b"\x50\x00\x00\x00\x12\x34")  # the torn record
+    written_ns = segment.stat().st_mtime_ns
+    losses: list[tuple[str, int, int, str]] = []
+    pub = StreamPublisher(
+        open_redis(redis_test_url, fast_settings), names, tmp_path / "j", fast_settings,
+        on_journal_loss=lambda *loss: losses.append(loss),
+    )  # fmt: skip
+    await pub.start()
+    assert await pub.flush(10)
+    assert frames_in(client, names.trade) == [b"f0", b"f1", b"f2"]
+    ((where, from_ns, to_ns, problem),) = losses
+    assert where == str(segment) and "torn" in problem
+    assert (from_ns, to_ns) == (received[-1], written_ns)
+    assert pub.stats.journal_torn_bytes == 6
+    await pub.close()
