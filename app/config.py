@@ -384,6 +384,21 @@ class BackfillSettings(_Section):
     )
 
 
+class CoverageSettings(_Section):
+    """The beat job that keeps the `coverage` table fresh (docs/coverage.md)."""
+
+    interval_s: float = Field(
+        300.0, gt=0, description="beat period of the coverage refresh job `kd.coverage.refresh`"
+    )
+    lookback_hours: int = Field(
+        3,
+        ge=0,
+        le=24 * 31,
+        description="each run refreshes the current UTC hour and this many whole hours before "
+        "it, so a hole closed or backfilled late still changes its hours",
+    )
+
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 ProcessKind = Literal["listener", "ingest", "jobs", "beat", "dedup"]
 
@@ -444,6 +459,7 @@ class Settings(BaseSettings):
     listener: ListenerSettings = ListenerSettings()
     partitions: PartitionSettings = PartitionSettings()
     backfill: BackfillSettings = BackfillSettings()
+    coverage: CoverageSettings = CoverageSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 

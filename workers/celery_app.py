@@ -53,6 +53,7 @@ JOB_ENTRIES: tuple[tuple[str, str, str], ...] = (
     ("reconcile registry", "kd.registry.reconcile", "reconcile_registry"),
     ("refresh subscriptions", "kd.registry.refresh_subscriptions", "refresh_subscriptions"),
     ("backfill trades", "kd.backfill.trades", "backfill_trades"),
+    ("refresh coverage", "kd.coverage.refresh", "refresh_coverage"),
 )
 
 
@@ -89,7 +90,10 @@ def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
     return schedule
 
 
-app = Celery("kalshi_data", include=["tasks.ingest", "tasks.maintenance", "tasks.backfill"])
+app = Celery(
+    "kalshi_data",
+    include=["tasks.ingest", "tasks.maintenance", "tasks.backfill", "tasks.coverage"],
+)
 app.conf.update(
     # stock PersistentScheduler can exit 1 on SIGTERM (closes its shelf twice)
     beat_scheduler="workers.beat_scheduler:ShutdownSafeScheduler",
@@ -109,6 +113,7 @@ app.conf.update(
         "kd.maintenance.*": {"queue": "jobs"},
         "kd.registry.*": {"queue": "jobs"},
         "kd.backfill.*": {"queue": "jobs"},
+        "kd.coverage.*": {"queue": "jobs"},
     },
     task_serializer="json",
     accept_content=["json"],

@@ -2,8 +2,9 @@
 
 `write_entries` is the batch handler (pure apart from the connection it is given);
 `run_drain` is one Celery drain task run; `trim_streams`, `reap_consumers`,
-`maintain_partitions`, `drop_expired`, `reconcile_registry`, `refresh_subscriptions` and
-`backfill_trade_holes` are the jobs, `job_intervals` their beat periods.
+`maintain_partitions`, `drop_expired`, `reconcile_registry`, `refresh_subscriptions`,
+`backfill_trade_holes` and `refresh_recent_coverage` are the jobs, `job_intervals` their beat
+periods.
 docs/ingest.md has the flow, the settings and the idempotency argument;
 `workers/celery_app.py` and `tasks/` wire these into Celery.
 """
@@ -24,6 +25,7 @@ from app.ingest.jobs import (
     maintain_partitions,
     reap_consumers,
     reconcile_registry,
+    refresh_recent_coverage,
     refresh_subscriptions,
     trim_streams,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "reap_consumers",
     "reconcile_registry",
     "redis_client",
+    "refresh_recent_coverage",
     "refresh_subscriptions",
     "run_drain",
     "stream_names",

@@ -1,6 +1,6 @@
 """The jobs-queue work of a gatherer: stream trimming, the consumer janitor, partitions ahead,
-retention, the market registry's reconcile and subscription refresh, and the trade backfill
-of capture holes (DESIGN §6).
+retention, the market registry's reconcile and subscription refresh, the trade backfill
+of capture holes and the refresh of the coverage table (DESIGN §6).
 
 Every job is a plain function of `Settings` wrapped by `_job`, which records its run, duration
 and last success (docs/metrics.md); `job_intervals` is the one place that maps a job to its
@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from app.backfill import backfill_trades
 from app.config import Settings
+from app.coverage import HOUR, STATUSES, floor_hour, refresh_coverage
 from app.db.partitions import drop_expired_partitions, ensure_partitions
 from app.db.tables import TIME_SERIES_TABLES
 from app.ingest.handler import rollback
 from app.ingest.runner import database, discard_database, redis_client, stream_names
 from app.kalshi.rest import KalshiRest
-from app.metrics import record_job, record_partitions_created, record_partitions_dropped
+from app.metrics import (
+    record_job,
+    record_partitions_created,
+    record_partitions_dropped,
+    set_coverage_market_hours,
+)
 from app.registry import ChangeFeed, reconcile
 from app.streams import TrimResult, reap_idle_consumers, trim_stream
 
@@ -39,6 +46,7 @@ def job_intervals(settings: Settings) -> dict[str, float]:
         "reconcile_registry": settings.registry.reconcile_interval_s,
         "refresh_subscriptions": settings.registry.subscription_refresh_s,
         "backfill_trades": settings.backfill.interval_s,
+        "refresh_coverage": settings.coverage.interval_s,
     }
 
 
@@ -200,6 +208,61 @@ def backfill_trade_holes(settings: Settings) -> dict[str, Any]:
         _abandon(settings, conn)
         raise
     return report.summary()
+
+
+# Market-hours by status that the refreshed window holds for this gatherer alone (a row other
+# owners share is not ours to count, exactly as refresh_coverage leaves it alone).
+_COVERAGE_COUNTS = """
+SELECT status, count(*) FROM coverage
+ WHERE gatherers = %(gatherers)s::text[] AND hour >= %(low)s AND hour < %(high)s
+ GROUP BY status
+"""
+
+
+@_job("refresh_coverage")
+def refresh_recent_coverage(
+    settings: Settings, *, lookback_hours: int | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Rewrite this gatherer's `coverage` rows of the current UTC hour and the
+    `coverage.lookback_hours` whole hours before it (`app.coverage.refresh_coverage`), commit,
+    and set `kd_coverage_market_hours` from what that window now holds.
+
+    The lookback is there because an hour's coverage changes after the hour: a hole closes, a
+    trade hole is backfilled, a successor records a dead listener's hole. Another run of the
+    same gatherer still in progress (a manual call next to beat's) makes this one a no-op, so
+    two never rewrite the same rows at once. `lookback_hours` overrides the setting for a
+    one-off catch-up; `now` is for tests.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    hours = settings.coverage.lookback_hours if lookback_hours is None else lookback_hours
+    if hours < 0:
+        raise ValueError(f"lookback_hours must be >= 0, got {hours}")
+    low, high = floor_hour(now) - timedelta(hours=hours), floor_hour(now) + HOUR
+    report: dict[str, Any] = {"since": low.isoformat(), "until": now.isoformat()}
+    conn = database(settings.database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                (f"kd.coverage.refresh:{settings.gatherer}",),
+            )
+            locked = cur.fetchone()
+            if not (locked and locked[0]):
+                conn.rollback()
+                return {**report, "skipped": True}
+            stored = 0
+            if low < now:  # else lookback 0 exactly on the hour: no hour has started yet
+                stored = refresh_coverage(conn, settings.gatherer, low, now, now=now)
+            cur.execute(
+                _COVERAGE_COUNTS, {"gatherers": [settings.gatherer], "low": low, "high": high}
+            )
+            counts = {str(status): int(n) for status, n in cur.fetchall()}
+        conn.commit()
+    except BaseException:
+        _abandon(settings, conn)
+        raise
+    set_coverage_market_hours(settings.gatherer, counts)
+    return {**report, "rows": stored, **{s: counts.get(s, 0) for s in STATUSES}}
 
 
 def _abandon(settings: Settings, conn: Any) -> None:

@@ -116,7 +116,9 @@ class Listener:
     def sync_metrics(self) -> None:
         """Push the stats into the Prometheus metrics (every second; once more at exit)."""
         self.metrics.sync(
-            self.stats, self._publisher.stats if self._publisher is not None else None
+            self.stats,
+            self._publisher.stats if self._publisher is not None else None,
+            open_holes=sum(len(m.holes.open_holes) for m in self.managers.values()),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -260,6 +262,7 @@ class Listener:
         )
         for event, fields in records:
             self._publish_control(event, fields)
+            self.stats.holes_opened += event == HOLE_OPENED
         if previous is not None:
             log_event(
                 log,
@@ -289,6 +292,7 @@ class Listener:
             self._publish_control(HOLE_OPENED, fields)
             self._publish_control(HOLE_CLOSED, {**fields, "to_ns": to_ns})
         self.stats.journal_losses += 1
+        self.stats.holes_opened += len(self._channels())
         log_event(log, "listener_journal_loss", logging.ERROR, segment=segment, problem=problem)
 
     def _publish_control(self, event: str, fields: dict[str, Any]) -> None:

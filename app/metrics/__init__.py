@@ -32,6 +32,7 @@ from app.metrics.recorders import (
     record_frame,
     record_gap_detected,
     record_gap_recovered,
+    record_holes_opened,
     record_job,
     record_partitions_created,
     record_partitions_dropped,
@@ -40,6 +41,8 @@ from app.metrics.recorders import (
     record_rows_by_table,
     role_label,
     set_connection_state,
+    set_coverage_market_hours,
+    set_open_holes,
     time_write,
 )
 from app.metrics.streams import StreamGaugeLoop, refresh_stream_gauges, set_stream_gauges
@@ -70,6 +73,7 @@ __all__ = [
     "record_frame",
     "record_gap_detected",
     "record_gap_recovered",
+    "record_holes_opened",
     "record_job",
     "record_partitions_created",
     "record_partitions_dropped",
@@ -79,6 +83,8 @@ __all__ = [
     "refresh_stream_gauges",
     "role_label",
     "set_connection_state",
+    "set_coverage_market_hours",
+    "set_open_holes",
     "set_stream_gauges",
     "start_metrics_server",
     "start_multiprocess_exporter",

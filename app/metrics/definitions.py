@@ -45,12 +45,15 @@ JOBS: tuple[str, ...] = (
     "reconcile_registry",
     "refresh_subscriptions",
     "backfill_trades",
+    "refresh_coverage",
     "other",
 )
 JOB_OUTCOMES: tuple[str, ...] = ("ok", "error")
 # What one backfill attempt did to its capture hole (app.backfill): filled and marked done, a
 # failed fetch left pending for the next run, or a failed fetch that used up the attempts.
 BACKFILL_OUTCOMES: tuple[str, ...] = ("done", "retry", "failed")
+# A market-hour's coverage status (app.coverage.STATUSES; docs/coverage.md).
+COVERAGE_STATUSES: tuple[str, ...] = ("complete", "degraded", "missing")
 JOB_DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 WRITE_LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -96,6 +99,18 @@ LISTENER_CONNECTED = Gauge(
     "kd_listener_connected",
     "1 while the connection has a live, subscribed WebSocket session",
     ["gatherer", "role", "connection"],
+    multiprocess_mode="mostrecent",
+)
+# Capture holes (docs/holes.md): stretches the listener knows it may have missed.
+LISTENER_HOLES_OPENED = Counter(
+    "kd_listener_holes_opened_total",
+    "Capture holes the listener opened (not subscribed yet, disconnect, sequence gap, ...)",
+    ["gatherer"],
+)
+LISTENER_OPEN_HOLES = Gauge(
+    "kd_listener_open_holes",
+    "Capture holes open right now: a channel or some markets' books not captured",
+    ["gatherer"],
     multiprocess_mode="mostrecent",
 )
 
@@ -299,5 +314,14 @@ BACKFILL_PENDING_HOLES = Gauge(
     "kd_backfill_pending_holes",
     "Capture holes still waiting for a trade backfill (open ones included), after the last run",
     ["gatherer"],
+    multiprocess_mode="mostrecent",
+)
+
+# -- coverage of capture (jobs-queue prefork children, app.coverage) ---------------------------
+COVERAGE_MARKET_HOURS = Gauge(
+    "kd_coverage_market_hours",
+    "Market-hours of the last coverage refresh's window stored in the coverage table, by status "
+    "(complete counts only market-hours with activity: a quiet complete one has no row)",
+    ["gatherer", "status"],
     multiprocess_mode="mostrecent",
 )

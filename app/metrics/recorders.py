@@ -9,7 +9,7 @@ so a new Kalshi message type can never grow the series count. Never raises on un
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from prometheus_client import Counter
@@ -79,6 +79,18 @@ def set_connection_state(
     d.LISTENER_SUBSCRIBED_MARKETS.labels(*labels).set(subscribed_markets)
     d.LISTENER_IDLE_SECONDS.labels(*labels).set(idle_s)
     d.LISTENER_CONNECTED.labels(*labels).set(1 if connected else 0)
+
+
+def record_holes_opened(gatherer: str, count: int) -> None:
+    """`count` more capture holes opened (the listener adds its stats' increments)."""
+    counter = d.LISTENER_HOLES_OPENED.labels(gatherer)  # exported at 0 before the first hole
+    if count > 0:
+        counter.inc(count)
+
+
+def set_open_holes(gatherer: str, count: int) -> None:
+    """Capture holes open now, over all of the listener's connections."""
+    d.LISTENER_OPEN_HOLES.labels(gatherer).set(count)
 
 
 class PublisherMetrics:
@@ -223,3 +235,11 @@ def record_backfill_hole(gatherer: str, outcome: str, trades: int = 0) -> None:
 def set_backfill_pending(gatherer: str, holes: int) -> None:
     """Holes still waiting for a backfill after a run (the backlog an alert can watch)."""
     d.BACKFILL_PENDING_HOLES.labels(gatherer).set(holes)
+
+
+# -- coverage --------------------------------------------------------------------------------------
+def set_coverage_market_hours(gatherer: str, counts: Mapping[str, int]) -> None:
+    """Market-hours by status of the window a coverage refresh just wrote. Every status is set
+    (0 when absent), so a `missing` that went away reads 0 rather than its last value."""
+    for status in d.COVERAGE_STATUSES:
+        d.COVERAGE_MARKET_HOURS.labels(gatherer, status).set(counts.get(status, 0))
