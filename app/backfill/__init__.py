@@ -9,7 +9,14 @@ package never imports Celery, `tasks/` or `workers/`.
 """
 
 from app.backfill.holes import Hole, candidate_holes, count_pending, lock_hole
-from app.backfill.plan import TradeQuery, plan_queries, query_window, split_at_cutoff
+from app.backfill.plan import (
+    TradeQuery,
+    plan_queries,
+    plan_requeries,
+    query_window,
+    requery_parts,
+    split_at_cutoff,
+)
 from app.backfill.trades import (
     BACKFILL_CONNECTION_PREFIX,
     BackfillReport,
@@ -30,6 +37,8 @@ __all__ = [
     "fetch_hole_trades",
     "lock_hole",
     "plan_queries",
+    "plan_requeries",
     "query_window",
+    "requery_parts",
     "split_at_cutoff",
 ]

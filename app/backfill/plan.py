@@ -4,8 +4,9 @@ Pure functions, no I/O: a hole's stretch widened by the margin becomes whole Uni
 (REST filters are seconds, kalshi-api.md §1.8, KAPI-9: the start floored, the end ceiled, so
 rounding can only widen the window), split at the historical cutoff (§1.11: trades created
 before `trades_created_ts` exist only under `/historical/trades`), and fanned out per market
-when the hole names only a few. Never narrows a window: a trade fetched twice is stored once
-(the trades key), a trade never asked for is lost for good.
+when the hole names only a few; and, when the cutoff moved while a hole was fetched, which
+seconds to ask again. Never narrows a window: a trade fetched twice is stored once (the trades
+key), a trade never asked for is lost for good.
 """
 
 from __future__ import annotations
@@ -68,6 +69,28 @@ def split_at_cutoff(min_ts: int, max_ts: int, cutoff_ns: int | None) -> list[tup
     return parts
 
 
+def requery_parts(
+    min_ts: int, max_ts: int, before_ns: int | None, after_ns: int | None
+) -> list[tuple[int, int, bool]]:
+    """The part of [min_ts, max_ts] to ask again when the cutoff moved during a fetch.
+
+    The cutoff read before the fetch was `before_ns`, the one read after it `after_ns` (None:
+    no historical partition). Trades between the two may have changed partition between our
+    queries, so neither answer is proof for them. Kalshi's cutoff only moves forward: then
+    they are all in `/historical/trades` now, and asking it once more for their seconds is
+    enough (a trade answered twice is stored once). Should it ever move back, they are in
+    `/markets/trades`. Empty when the cutoff did not move or the window misses the stretch.
+    """
+    if before_ns == after_ns:
+        return []
+    forward = after_ns is not None and (before_ns is None or after_ns > before_ns)
+    low_ns, high_ns = (before_ns, after_ns) if forward else (after_ns, before_ns)
+    assert high_ns is not None  # the two differ, so the later one of them is set
+    low_s = min_ts if low_ns is None else max(min_ts, low_ns // NS_PER_S)
+    high_s = min(max_ts, (high_ns - 1) // NS_PER_S)
+    return [(low_s, high_s, forward)] if low_s <= high_s else []
+
+
 def plan_queries(
     from_at: datetime,
     to_at: datetime,
@@ -85,7 +108,31 @@ def plan_queries(
     needs nothing.
     """
     min_ts, max_ts = query_window(from_at, to_at, margin_s)
-    parts = split_at_cutoff(min_ts, max_ts, cutoff_ns)
+    return _fan_out(split_at_cutoff(min_ts, max_ts, cutoff_ns), market_tickers, ticker_query_max)
+
+
+def plan_requeries(
+    from_at: datetime,
+    to_at: datetime,
+    market_tickers: Sequence[str] | None,
+    *,
+    margin_s: float,
+    ticker_query_max: int,
+    before_ns: int | None,
+    after_ns: int | None,
+) -> list[TradeQuery]:
+    """The extra queries for one hole whose fetch saw the cutoff move (`requery_parts`),
+    fanned out over its markets exactly as `plan_queries` does."""
+    min_ts, max_ts = query_window(from_at, to_at, margin_s)
+    parts = requery_parts(min_ts, max_ts, before_ns, after_ns)
+    return _fan_out(parts, market_tickers, ticker_query_max)
+
+
+def _fan_out(
+    parts: list[tuple[int, int, bool]],
+    market_tickers: Sequence[str] | None,
+    ticker_query_max: int,
+) -> list[TradeQuery]:
     if market_tickers is not None and not market_tickers:
         return []
     per_market = market_tickers is not None and len(set(market_tickers)) <= ticker_query_max

@@ -5,17 +5,19 @@ seed's recovery was passive only and said missed trades "cannot be recovered" (R
 SEED-SPEC §14 item 26); Kalshi's `GET /markets/trades?min_ts&max_ts` (kalshi-api.md §1.8) has
 them. For each closed pending hole of this gatherer, oldest first and at most
 `backfill.holes_per_run` per run: lock it (`FOR UPDATE SKIP LOCKED`), fetch every trade of its
-window widened by `margin_s` (historical part from `/historical/trades`, §1.11), following
-cursors to the end through the client's token bucket and retries (§1.3, §4, GEN-10), then
-insert them as `source = 'rest'` rows through the idempotent COPY path and mark the hole done
-with the count of new rows, all in one transaction. A trade the WebSocket already stored has
-the same (trade_id, exchange second) key and is neither inserted again nor counted.
+window widened by `margin_s` (the part before the cutoff from `/historical/trades`, §1.11, and
+the seconds the cutoff passed during the fetch asked again), following cursors to the end
+through the client's token bucket and retries (§1.3, §4, GEN-10), then insert them as
+`source = 'rest'` rows through the idempotent COPY path and mark the hole done with the count
+of new rows, all in one transaction. A trade the WebSocket already stored has the same
+(trade_id, exchange second) key and is neither inserted again nor counted.
 
 This module must never: mark a hole done unless every trade of its window was fetched and
 written in that same transaction; narrow a hole's window; store a trade the exchange did not
-return, or a price or size through float; work on a hole another worker holds; touch holes of
-other channels (their backfill_status is NULL) or open holes; or let an exchange failure crash
-the job — it is recorded on the hole (attempts, error) and retried by the next run.
+return, or a price or size through float; take an error from either partition (a 404
+included) for an empty answer; work on a hole another worker holds; touch holes of other
+channels (their backfill_status is NULL) or open holes; or let an exchange failure crash the
+job — it is recorded on the hole (attempts, error) and retried by the next run.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from app.backfill.holes import (
     mark_done,
     record_failure,
 )
-from app.backfill.plan import TradeQuery, plan_queries
+from app.backfill.plan import TradeQuery, plan_queries, plan_requeries
 from app.config import BackfillSettings
 from app.db.copy import CopyEncodingError, copy_rows
 from app.db.engine import dbapi_connection
@@ -48,7 +50,6 @@ from app.db.tables import TRADES
 from app.kalshi.errors import (
     ExchangeUnreachable,
     KalshiError,
-    NotFound,
     RateLimited,
     ServerError,
     Unauthorized,
@@ -161,7 +162,7 @@ def backfill_trades(
         margin = timedelta(seconds=config.margin_s)
         windows = [(start - margin, end + margin) for _, start, end in candidates]
         report.partitions_created = _ensure_trade_partitions(pg, windows, lock_timeout_ms)
-        cutoff: list[int | None] = []  # the historical cutoff, asked once per run
+        cutoff: list[int | None] = []  # the historical cutoff, as last read
         for hole_id, _, _ in candidates:
             hole = lock_hole(pg, gatherer, hole_id)
             if hole is None:
@@ -186,55 +187,79 @@ def fetch_hole_trades(
     cutoff_ns: int | None,
     *,
     clock: Callable[[], int] = time.time_ns,
-) -> tuple[list[TradeRow], int]:
-    """Every trade of the hole's markets in its widened window, as rows, and the number of
-    queries made. Raises `KalshiError` (HTTP, network, garbage) or `FrameError` (a trade that
-    does not normalize): the hole then cannot be marked done."""
-    queries = plan_queries(
+) -> tuple[list[TradeRow], int, int | None]:
+    """Every trade of the hole's markets in its widened window, as rows (each trade once),
+    the number of queries made, and the historical cutoff as read after the fetch.
+
+    `cutoff_ns` is the cutoff read before. The exchange moves its cutoff forward over time;
+    if it moved during the fetch, the trades between the two readings may have changed
+    partition between our queries, so their seconds are asked again of the partition that now
+    holds them (`plan.requery_parts`). Raises `KalshiError` (HTTP, including a 404 from either
+    partition, network, garbage) or `FrameError` (a trade that does not normalize): the hole
+    then cannot be marked done.
+    """
+    fetch = _HoleFetch(client, hole, config.page_limit, clock)
+    for query in plan_queries(
         hole.from_at,
         hole.to_at,
         hole.market_tickers,
         margin_s=config.margin_s,
         ticker_query_max=config.ticker_query_max,
         cutoff_ns=cutoff_ns,
-    )
-    wanted = None if hole.market_tickers is None else frozenset(hole.market_tickers)
-    connection_id = BACKFILL_CONNECTION_PREFIX + hole.hole_id
-    rows: list[TradeRow] = []
-    for query in queries:
-        try:
-            for page in _pages(client, query, config.page_limit):
-                received_ns = clock()
-                for item in page.items:
-                    if not isinstance(item, Mapping):
-                        raise WireFormatError(f"trades page item is not an object: {item!r:.200}")
-                    if wanted is not None and _ticker(item) not in wanted:
-                        continue
-                    rows.append(
-                        rest_trade_row(
-                            item,
-                            gatherer=hole.gatherer,
-                            received_ns=received_ns,
-                            batch_pos=len(rows),
-                            connection_id=connection_id,
-                        )
-                    )
-        except NotFound as exc:
-            # An exchange without a historical partition (the simulator: nothing it made is
-            # older than its cutoff) answers 404 there; Kalshi serves it (§1.11). Loud, not fatal.
-            if not query.historical:
-                raise
-            log_event(
-                log,
-                "backfill_historical_unavailable",
-                logging.WARNING,
-                gatherer=hole.gatherer,
-                hole_id=hole.hole_id,
-                min_ts=query.min_ts,
-                max_ts=query.max_ts,
-                err=str(exc),
-            )
-    return rows, len(queries)
+    ):
+        fetch.run(query)
+    after_ns = client.get_historical_cutoff().trades_created_ns
+    for query in plan_requeries(
+        hole.from_at,
+        hole.to_at,
+        hole.market_tickers,
+        margin_s=config.margin_s,
+        ticker_query_max=config.ticker_query_max,
+        before_ns=cutoff_ns,
+        after_ns=after_ns,
+    ):
+        fetch.run(query)
+    return fetch.rows, fetch.queries, after_ns
+
+
+class _HoleFetch:
+    """The rows of one hole's queries, each trade kept once by its key (trade_id, second):
+    after a cutoff move the same trade can come back from both partitions."""
+
+    def __init__(
+        self, client: KalshiRest, hole: Hole, page_limit: int, clock: Callable[[], int]
+    ) -> None:
+        self.client = client
+        self.hole = hole
+        self.page_limit = page_limit
+        self.clock = clock
+        self.wanted = None if hole.market_tickers is None else frozenset(hole.market_tickers)
+        self.connection_id = BACKFILL_CONNECTION_PREFIX + hole.hole_id
+        self.rows: list[TradeRow] = []
+        self.keys: set[tuple[str, datetime]] = set()
+        self.queries = 0
+
+    def run(self, query: TradeQuery) -> None:
+        """Follow one query's cursor to the end (§1.3), adding the trades not yet seen."""
+        self.queries += 1
+        for page in _pages(self.client, query, self.page_limit):
+            received_ns = self.clock()
+            for item in page.items:
+                if not isinstance(item, Mapping):
+                    raise WireFormatError(f"trades page item is not an object: {item!r:.200}")
+                if self.wanted is not None and _ticker(item) not in self.wanted:
+                    continue
+                row = rest_trade_row(
+                    item,
+                    gatherer=self.hole.gatherer,
+                    received_ns=received_ns,
+                    batch_pos=len(self.rows),
+                    connection_id=self.connection_id,
+                )
+                key = (row.trade_id, row.exchange_ts)
+                if key not in self.keys:
+                    self.keys.add(key)
+                    self.rows.append(row)
 
 
 def _pages(client: KalshiRest, query: TradeQuery, limit: int) -> Iterator[Page]:
@@ -264,7 +289,7 @@ def _attempt(
     try:
         if not cutoff:
             cutoff.append(client.get_historical_cutoff().trades_created_ns)
-        rows, queries = fetch_hole_trades(client, hole, config, cutoff[0], clock=clock)
+        rows, queries, cutoff[0] = fetch_hole_trades(client, hole, config, cutoff[0], clock=clock)
     except HOLE_ERRORS as exc:
         return _failed(conn, hole, config, exc, time.perf_counter() - started)
     try:

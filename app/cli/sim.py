@@ -85,6 +85,12 @@ def _truth_dir(path: Path | None) -> Path | None:
     help="Virtual seconds from a market's open to its close (drives the lifecycle pace).",
 )
 @click.option(
+    "--historical-cutoff-s",
+    type=float,
+    help="Trades older than S virtual seconds before the virtual now move to "
+    "/historical/trades (default: the cutoff stays at the epoch, every trade is live).",
+)
+@click.option(
     "--ws-auth",
     type=click.Choice(WS_AUTH_MODES),
     default="required",
@@ -133,6 +139,7 @@ def sim(
     max_events: int | None,
     ping_interval: float | None,
     market_lifetime: float,
+    historical_cutoff_s: float | None,
     ws_auth: str,
     rest_auth: str,
     rate_limit: str | None,
@@ -175,6 +182,7 @@ def sim(
         max_events=max_events,
         ping_interval_s=ping_interval if ping_interval is not None else settings.ping_interval_s,
         market_lifetime_s=market_lifetime,
+        historical_cutoff_s=historical_cutoff_s,
         public_key_path=auth_public_key,
         ws_auth=ws_auth,
         rest_auth=rest_auth,

@@ -1,5 +1,9 @@
 """Trade mappers: WebSocket `trade` frames and REST `GET /markets/trades` objects.
 
+A REST trade carries no capture-time version to select a mapper by (a backfill fetches old
+trades now), so `rest_trade_row` reads either format from the object itself: the newest
+fixed-point strings when present, else the legacy integer cents and contracts (§1.8).
+
 The trade key is (`trade_id`, `exchange_ts`) with `exchange_ts` the exchange time *floored to
 the whole second*: every source of the same trade agrees on that second (newest WS `ts_ms`,
 legacy WS `ts` in seconds, REST `created_time` in microseconds), so a trade seen by several
@@ -145,18 +149,24 @@ def rest_trade_row(
 ) -> TradeRow:
     """A REST trade object (kalshi-api.md §1.8) as a row with the same key a WS copy gets.
 
-    `created_time` (RFC 3339, microseconds) is floored to the second for `exchange_ts` and to
-    the millisecond for `exchange_ms`. Raises `FrameError` with a reason for malformed input.
+    Newest format: `yes_price_dollars`/`no_price_dollars` and `count_fp`; the legacy format
+    (before 2026-03-12, and the simulator's `--format legacy`) has `yes_price`/`no_price` in
+    integer cents and `count` in whole contracts, optionally next to the dollar strings. The
+    exact strings win when present; every value goes through the integer parsers of
+    `app.units`, never float. `created_time` (RFC 3339, microseconds) is floored to the second
+    for `exchange_ts` and to the millisecond for `exchange_ms`. Raises `FrameError` with a
+    reason for malformed input.
     """
     created = fields.from_rfc3339(trade.get("created_time"), "'created_time'")
     exchange_ms = (created - EPOCH) // timedelta(milliseconds=1)
-    yes_price = fields.dollars(trade, "yes_price_dollars", required=True)
-    count = fields.count(trade, "count_fp", required=True)
+    yes_price = fields.price_either(trade, "yes_price_dollars", "yes_price", required=True)
+    no_price = fields.price_either(trade, "no_price_dollars", "no_price", required=False)
+    count = fields.count_either(trade, "count_fp", "count", required=True)
     assert yes_price is not None and count is not None
     return _row(
         trade,
         yes_price=yes_price,
-        no_price=fields.dollars(trade, "no_price_dollars"),
+        no_price=no_price,
         size=count,
         exchange_ts=created.replace(microsecond=0),
         exchange_ms=exchange_ms,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,9 @@ class SimOptions:
     max_events: int | None = None  # stop the order flow after this many events
     ping_interval_s: float = 10.0
     market_lifetime_s: float = 3600.0  # virtual seconds from a market's open to its close
+    # Trades older than this many virtual seconds before the virtual now are served only by
+    # `/historical/trades` (kalshi-api.md §1.11); None: the cutoff stays at the epoch.
+    historical_cutoff_s: float | None = None
     public_key_path: Path | None = None
     ws_auth: str = "required"  # with a public key: must the WebSocket upgrade be signed?
     rest_auth: str = "optional"  # with a public key: must REST requests be signed?
@@ -51,6 +55,10 @@ class SimOptions:
             found.append("ping-interval must be greater than 0")
         if not self.market_lifetime_s >= 0.01:
             found.append("market-lifetime must be at least 0.01 seconds")
+        if self.historical_cutoff_s is not None and not (
+            math.isfinite(self.historical_cutoff_s) and self.historical_cutoff_s >= 0
+        ):
+            found.append("historical-cutoff-s must be 0 or more seconds")
         if self.ws_auth not in WS_AUTH_MODES:
             found.append(f"ws-auth must be one of {', '.join(WS_AUTH_MODES)}")
         if self.rest_auth not in REST_AUTH_MODES:
@@ -60,3 +68,10 @@ class SimOptions:
         if self.epoch_ms is not None and not 0 <= self.epoch_ms < 253402300800000:
             found.append("epoch-ms must be a Unix time in milliseconds before year 10000")
         return found
+
+    @property
+    def historical_lag_ns(self) -> int | None:
+        """`historical_cutoff_s` in whole nanoseconds (how far the cutoff trails the clock)."""
+        if self.historical_cutoff_s is None:
+            return None
+        return round(self.historical_cutoff_s * 1_000_000_000)

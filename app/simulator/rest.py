@@ -4,6 +4,10 @@ Handlers validate their query parameters strictly (a bad value is HTTP 400 with
 `{"code", "message"}`), page with opaque cursors, and render bodies through `views` in the
 configured field format. Pagination walks markets (and events) in creation order, so pages stay
 stable while new markets are appended at the end.
+
+Trades are split at the historical cutoff as Kalshi splits them (kalshi-api.md §1.11): those
+created before `trades_created_ts` are served only by `/historical/trades`, the rest only by
+`/markets/trades`, so a client that ignores the cutoff misses trades here as it would there.
 """
 
 from __future__ import annotations
@@ -104,10 +108,14 @@ class Query:
 class RestApi:
     """The market-data handlers."""
 
-    def __init__(self, exchange: Exchange, views: CurrentViews) -> None:
+    def __init__(
+        self, exchange: Exchange, views: CurrentViews, historical_lag_ns: int | None = None
+    ) -> None:
         self.exchange = exchange
         self.catalog = exchange.catalog
         self.views = views
+        # How far the trades cutoff trails the virtual now; None: it stays at the epoch.
+        self.historical_lag_ns = historical_lag_ns
 
     def routes(self) -> list[web.RouteDef]:
         p = API_PREFIX
@@ -123,6 +131,7 @@ class RestApi:
             web.get(f"{p}/series/{{series_ticker}}", self.series),
             web.get(f"{p}/exchange/status", self.exchange_status),
             web.get(f"{p}/historical/cutoff", self.historical_cutoff),
+            web.get(f"{p}/historical/trades", self.historical_trades),
         ]
 
     # ---- lookups -----------------------------------------------------------------------
@@ -319,10 +328,31 @@ class RestApi:
 
     # ---- trades ------------------------------------------------------------------------
 
+    def trades_cutoff_ns(self) -> int:
+        """The virtual instant before which trades are historical (`trades_created_ts`).
+
+        It trails the virtual clock by the configured lag and never precedes the epoch: nothing
+        the simulator made is older, so by default every trade is in the live window.
+        """
+        epoch_ns = self.exchange.clock.epoch_ns
+        if self.historical_lag_ns is None:
+            return epoch_ns
+        return max(epoch_ns, self.exchange.now_ns - self.historical_lag_ns)
+
     async def trades(self, request: web.Request) -> web.Response:
+        return self._trades_page(request, historical=False)
+
+    async def historical_trades(self, request: web.Request) -> web.Response:
+        return self._trades_page(request, historical=True)
+
+    def _trades_page(self, request: web.Request, *, historical: bool) -> web.Response:
+        """One page of `/markets/trades` (at/after the cutoff) or `/historical/trades` (before
+        it): same parameters and shape (§1.8), newest first. The cutoff is read per page, so
+        a trade the moving cutoff passes during paging leaves the live list for the other."""
         query = Query(request)
         limit = query.limit(100, 1000)
-        before = decode_cursor("t", query.text("cursor"))
+        kind = "h" if historical else "t"
+        before = decode_cursor(kind, query.text("cursor"))
         ticker = query.text("ticker")
         market = None
         if ticker is not None:
@@ -330,18 +360,19 @@ class RestApi:
             if market is None or not self.exchange.exists(market):
                 return json_response({"trades": [], "cursor": ""})
         min_ts, max_ts = query.integer("min_ts", 0), query.integer("max_ts", 0)
-        numbers, next_before = self.exchange.trades.page(
-            market,
-            None if min_ts is None else min_ts * NS_PER_S,
-            None if max_ts is None else (max_ts + 1) * NS_PER_S - 1,
-            before,
-            limit,
-        )
+        low_ns = None if min_ts is None else min_ts * NS_PER_S
+        high_ns = None if max_ts is None else (max_ts + 1) * NS_PER_S - 1
+        cutoff_ns = self.trades_cutoff_ns()
+        if historical:
+            high_ns = cutoff_ns - 1 if high_ns is None else min(high_ns, cutoff_ns - 1)
+        else:
+            low_ns = cutoff_ns if low_ns is None else max(low_ns, cutoff_ns)
         trades = self.exchange.trades
+        numbers, next_before = trades.page(market, low_ns, high_ns, before, limit)
         return json_response(
             {
                 "trades": [self.views.trade(trades, n) for n in numbers],
-                "cursor": encode_cursor("t", next_before) if next_before is not None else "",
+                "cursor": encode_cursor(kind, next_before) if next_before is not None else "",
             }
         )
 
@@ -449,10 +480,18 @@ class RestApi:
         )
 
     async def historical_cutoff(self, request: web.Request) -> web.Response:
-        # Nothing the simulator made is older than its epoch, so everything is "live".
-        cutoff = rfc3339(self.exchange.clock.epoch_ns)
+        # Only trades move to the historical partition here: `/historical/markets` is not
+        # simulated, so every market stays in `/markets` and its cutoff stays at the epoch.
+        epoch = rfc3339(self.exchange.clock.epoch_ns)
+        cutoff_ns = self.trades_cutoff_ns()
+        # nanoseconds only when needed: the trades split is exact to the nanosecond
+        places = 0 if cutoff_ns % NS_PER_S == 0 else 9
         return json_response(
-            {"market_settled_ts": cutoff, "trades_created_ts": cutoff, "orders_updated_ts": cutoff}
+            {
+                "market_settled_ts": epoch,
+                "trades_created_ts": rfc3339(cutoff_ns, places),
+                "orders_updated_ts": epoch,
+            }
         )
 
 

@@ -86,7 +86,7 @@ class Simulator:
         self.buckets = TokenBuckets(options.rate_limit)
         public_key = load_public_key(options.public_key_path) if options.public_key_path else None
         self.signatures = SignatureChecker(public_key)
-        self.rest = RestApi(self.exchange, views_for(self.catalog))
+        self.rest = RestApi(self.exchange, views_for(self.catalog), options.historical_lag_ns)
         self._sockets: dict[int, web.WebSocketResponse] = {}
         self._next_conn = 1
         self._stopping = False

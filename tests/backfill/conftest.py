@@ -1,13 +1,16 @@
 """Backfill fixtures: one finished simulator run per module (a real `kalshi-data sim` process
-with ground truth), a migrated scratch database per test, and helpers to add capture holes
-and read trades back. Real PostgreSQL and real sockets only."""
+with ground truth; `finished_sim` starts more with other flags), a migrated scratch database
+per test, and helpers to add capture holes and read trades back. Real PostgreSQL and real
+sockets only."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -32,11 +35,12 @@ class SimRun:
 
     sim: Sim
     trades: list[TradeTruth]
+    legacy: bool = False  # `--format legacy`: REST trades carry no `is_block_trade`
 
     def in_seconds(self, first: int, last: int, tickers: set[str] | None = None) -> list[Any]:
         """Expected `trades` rows of the trades made in Unix seconds first..last inclusive."""
         return sorted(
-            expected_row(t)
+            expected_row(t, block_flag=not self.legacy)
             for t in self.trades
             if first <= t.ts_ns // 1_000_000_000 <= last
             and (tickers is None or t.ticker in tickers)
@@ -49,8 +53,10 @@ class SimRun:
         return sorted(counts, key=lambda t: (-counts[t], t))[:n]
 
 
-def expected_row(trade: TradeTruth) -> tuple[Any, ...]:
-    """The row a REST backfill must store for a trade, from the truth alone (not our code)."""
+def expected_row(trade: TradeTruth, *, block_flag: bool = True) -> tuple[Any, ...]:
+    """The row a REST backfill must store for a trade, from the truth alone (not our code).
+
+    `block_flag`: the trade object carries `is_block_trade` (the legacy format has none)."""
     second = datetime.fromtimestamp(trade.ts_ns // 1_000_000_000, UTC)
     taker_yes = trade.taker_side == "yes"
     return (
@@ -63,25 +69,40 @@ def expected_row(trade: TradeTruth) -> tuple[Any, ...]:
         trade.count,
         trade.taker_side,
         "bid" if taker_yes else "ask",
-        False,
+        False if block_flag else None,
         "rest",
     )
 
 
-@pytest.fixture(scope="module")
-def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimRun]:
-    folder = tmp_path_factory.mktemp("backfill-sim")
-    flags = ["--markets", "8", "--seed", "11", "--rate", "400", "--max-events", "2400"]
-    sim = Sim([*flags, "--epoch-ms", str(EPOCH_MS)], folder / "truth", folder / "sim.log")
+SIM_FLAGS = ("--markets", "8", "--seed", "11", "--rate", "400", "--epoch-ms", str(EPOCH_MS))
+
+
+@contextmanager
+def finished_sim(
+    folder: Path, *flags: str, max_events: int = 2400, legacy: bool = False
+) -> Iterator[SimRun]:
+    """A simulator run of `max_events` events at 400/s from T0 (virtual time stops at the
+    last one), with `flags` on top of the usual ones; stopped cleanly afterwards."""
+    command = [*SIM_FLAGS, "--max-events", str(max_events), *flags]
+    if legacy:
+        command += ["--format", "legacy"]
+    sim = Sim(command, folder / "truth", folder / "sim.log")
     try:
         sim.wait_finished(timeout=60)
         sim.dump()
         trades = load_truth(folder / "truth").trades
-        assert len(trades) > 200, len(trades)
-        yield SimRun(sim, trades)
+        assert len(trades) > 100, len(trades)
+        yield SimRun(sim, trades, legacy)
     finally:
         code = sim.stop()
         assert code == 0, sim.log_path.read_text()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimRun]:
+    with finished_sim(tmp_path_factory.mktemp("backfill-sim")) as run:
+        assert len(run.trades) > 200, len(run.trades)
+        yield run
 
 
 @pytest.fixture

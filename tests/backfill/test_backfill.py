@@ -1,11 +1,13 @@
 """The trade backfill against a real simulator process and a real migrated database: exact
 rows for exactly the holes' windows, idempotence next to WebSocket rows, pagination, the
-historical cutoff, failures recorded on the hole, and two workers never sharing a hole."""
+historical cutoff (fixed or moving), a legacy-format exchange, failures recorded on the hole,
+and two workers never sharing a hole."""
 
 from __future__ import annotations
 
-import threading
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -18,6 +20,7 @@ from app.db.copy import write_rows
 from app.db.rows import TradeRow
 from app.ingest import backfill_trade_holes
 from app.kalshi.wire import rfc3339_to_ns
+from app.simulator.truth import load_truth
 from tests.backfill.conftest import (
     T0_S,
     SimRun,
@@ -26,11 +29,15 @@ from tests.backfill.conftest import (
     backfill_config,
     client_for,
     fast_kalshi,
+    finished_sim,
     hole_state,
     stored_trades,
 )
 from tests.conftest import free_port
 from tests.kalshi.peers import Received, Reply, ScriptedHttpServer
+from tests.simulator.conftest import EPOCH_MS, Sim
+
+NS = 1_000_000_000
 
 
 def standard_holes(conn: Any, gatherer: str, run: SimRun) -> dict[str, Any]:
@@ -171,66 +178,136 @@ def test_a_long_market_list_is_one_unfiltered_query_kept_to_its_markets(
     assert hole_state(conn, gatherer, "h-three")["trades"] == len(expected)
 
 
-class PartitionedExchange:
-    """The simulator behind a historical cutoff, as Kalshi splits its trades (§1.11).
-
-    `/historical/cutoff` answers `cutoff_ns`; `/historical/trades` holds only the trades
-    created before it and `/markets/trades` only the others. Both forward the query to the
-    real simulator and drop what the other partition holds, keeping its cursor.
-    """
-
-    def __init__(self, sim_api: str, cutoff_ns: int) -> None:
-        self.sim_api = sim_api
-        self.cutoff_ns = cutoff_ns
-        self.http = requests.Session()
-        self.lock = threading.Lock()
-        self.server = ScriptedHttpServer(self.answer)
-
-    def answer(self, request: Received) -> Reply:
-        if request.path.endswith("/historical/cutoff"):
-            stamp = datetime.fromtimestamp(self.cutoff_ns / 1e9, UTC).isoformat()
-            return Reply(body={"trades_created_ts": stamp.replace("+00:00", "Z")})
-        historical = request.path.endswith("/historical/trades")
-        if not historical and not request.path.endswith("/markets/trades"):
-            return Reply(404, {"code": "not_found", "message": request.path})
-        with self.lock:
-            body = self.http.get(
-                f"{self.sim_api}/markets/trades", params=request.query, timeout=10
-            ).json()
-        kept = [
-            trade
-            for trade in body["trades"]
-            if (rfc3339_to_ns(trade["created_time"], "t") < self.cutoff_ns) == historical
-        ]
-        return Reply(body={"trades": kept, "cursor": body["cursor"]})
-
-
 def test_the_part_before_the_historical_cutoff_comes_from_historical_trades(
+    tmp_path: Path, conn: Any, gatherer: str
+) -> None:
+    """A real simulator with its cutoff inside a hole's window (`--historical-cutoff-s`):
+    the older trades are served only by `/historical/trades`, the rest only by
+    `/markets/trades`, so storing every trade of the window exactly once proves each part was
+    asked of the right endpoint."""
+    # 1,200 events at 400/s: the clock stops at T0 + 2.9975 s, the cutoff 1.4975 s earlier
+    with finished_sim(tmp_path, "--historical-cutoff-s", "1.4975", max_events=1200) as run:
+        body = requests.get(f"{run.sim.api}/historical/cutoff", timeout=10).json()
+        cutoff_ns = rfc3339_to_ns(body["trades_created_ts"])
+        assert cutoff_ns == (T0_S + 1) * NS + NS // 2  # in the middle of H1's window
+        one = run.busiest(1)
+        add_hole(conn, gatherer, "h-old", start=-1.0, end=-0.6, markets=one)  # seconds -2..0
+        add_hole(conn, gatherer, "h1-all", start=0.6, end=1.4)  # seconds 0..2, across it
+        add_hole(conn, gatherer, "h-late", start=2.6, end=2.8, markets=one)  # seconds 2..4
+        with client_for(run.sim.api) as client:
+            report = backfill_trades(conn, client, backfill_config(), gatherer=gatherer)
+        # independently: the two endpoints split H1's window at the cutoff, both non-empty
+        window = {"min_ts": T0_S, "max_ts": T0_S + 2, "limit": 1000}
+        older = requests.get(f"{run.sim.api}/historical/trades", params=window, timeout=10)
+        newer = requests.get(f"{run.sim.api}/markets/trades", params=window, timeout=10)
+    assert report.outcomes() == {"done": 3, "retry": 0, "failed": 0}, report.holes
+    results = {r.hole_id: r for r in report.holes}
+    # historical only; both sides of the cutoff; live only (the cutoff did not move)
+    assert [results[h].queries for h in ("h-old", "h1-all", "h-late")] == [1, 2, 1]
+    expected = {
+        "h-old": run.in_seconds(T0_S - 2, T0_S, set(one)),
+        "h1-all": run.in_seconds(T0_S, T0_S + 2),
+        "h-late": run.in_seconds(T0_S + 2, T0_S + 4, set(one)),
+    }
+    for hole_id, rows in expected.items():
+        assert results[hole_id].fetched == len(rows), hole_id
+    everything = sorted(set(expected["h-old"] + expected["h1-all"] + expected["h-late"]))
+    assert stored_trades(conn) == everything
+    # oldest first: H1 counts only what h-old had not stored; h-late's trades (second 2, the
+    # run's last) were all H1's already
+    overlap = set(expected["h1-all"]) & set(expected["h-old"])
+    assert overlap and results["h1-all"].inserted == len(expected["h1-all"]) - len(overlap)
+    assert expected["h-late"] and results["h-late"].inserted == 0
+    before = {row[0] for row in expected["h1-all"] if row[2] * 1_000_000 < cutoff_ns}
+    after = {row[0] for row in expected["h1-all"]} - before
+    assert len(before) > 10 and len(after) > 10  # the split is not vacuous
+    assert {t["trade_id"] for t in older.json()["trades"]} == before
+    assert {t["trade_id"] for t in newer.json()["trades"]} == after
+
+
+def test_a_cutoff_moving_during_the_fetch_loses_no_trade(
+    tmp_path: Path, conn: Any, gatherer: str
+) -> None:
+    """The cutoff trails a running clock, so it passes trades while the hole is fetched (in
+    small pages): a trade that left `/markets/trades` before the live query reached it is
+    asked of `/historical/trades` once the fetch saw the cutoff move."""
+    flags = ["--markets", "8", "--seed", "11", "--rate", "2000", "--epoch-ms", str(EPOCH_MS)]
+    sim = Sim([*flags, "--historical-cutoff-s", "2.5"], tmp_path / "truth", tmp_path / "sim.log")
+    try:
+        deadline = time.monotonic() + 30
+        while sim.state()["virtual_ns"] < (T0_S * NS) + 3_300_000_000:  # the window is past
+            assert time.monotonic() < deadline, sim.state()
+            time.sleep(0.05)
+        # seconds 0..2; the cutoff starts near 0.8 s and moves on while hundreds of 5-trade
+        # pages are fetched (without the second look about 80 of ~1,200 trades were lost)
+        add_hole(conn, gatherer, "h1-all", start=0.6, end=1.4)
+        with client_for(sim.api) as client:
+            report = backfill_trades(conn, client, backfill_config(), gatherer=gatherer)
+        sim.dump()
+        run = SimRun(sim, load_truth(tmp_path / "truth").trades)
+    finally:
+        code = sim.stop()
+        assert code == 0, sim.log_path.read_text()[-2000:]
+    assert report.outcomes()["done"] == 1, report.holes
+    expected = run.in_seconds(T0_S, T0_S + 2)
+    assert len(expected) > 500
+    # historical part, live part, then the stretch the cutoff passed, asked again
+    assert report.holes[0].queries == 3
+    assert report.holes[0].fetched == len(expected)
+    assert stored_trades(conn) == expected
+
+
+def test_a_404_from_historical_trades_is_an_error_on_the_hole(
     sim_run: SimRun, conn: Any, gatherer: str
 ) -> None:
-    add_hole(conn, gatherer, "h1-all", start=0.6, end=1.4)
-    add_hole(conn, gatherer, "h-one", start=4.6, end=4.8, markets=sim_run.busiest(1))
-    cutoff_ns = (T0_S + 1) * 1_000_000_000 + 500_000_000  # in the middle of H1's window
-    exchange = PartitionedExchange(sim_run.sim.api, cutoff_ns)
-    with exchange.server as server, client_for(server.base_url) as client:
+    """An exchange that has a cutoff must serve `/historical/trades`: a 404 there is not an
+    empty answer (the hole would be marked done without its older trades)."""
+    add_hole(conn, gatherer, "h1-all", start=0.6, end=1.4)  # across the cutoff
+    add_hole(conn, gatherer, "h-late", start=2.6, end=2.8)  # after it: live only
+    cutoff = datetime.fromtimestamp(T0_S + 1.5, UTC).isoformat().replace("+00:00", "Z")
+    http = requests.Session()
+
+    def answer(request: Received) -> Reply:
+        if request.path.endswith("/historical/cutoff"):
+            return Reply(body={"trades_created_ts": cutoff})
+        if request.path.endswith("/historical/trades"):
+            return Reply(404, {"code": "not_found", "message": "no such path"})
+        body = http.get(f"{sim_run.sim.api}/markets/trades", params=request.query, timeout=10)
+        return Reply(body=body.json())
+
+    with ScriptedHttpServer(answer) as server, client_for(server.base_url) as client:
         report = backfill_trades(conn, client, backfill_config(), gatherer=gatherer)
-    assert report.outcomes()["done"] == 2
-    expected = sim_run.in_seconds(T0_S, T0_S + 2) + sim_run.in_seconds(
-        T0_S + 4, T0_S + 6, set(sim_run.busiest(1))
+    outcomes = [(r.hole_id, r.outcome) for r in report.holes]
+    assert outcomes == [("h1-all", "retry"), ("h-late", "done")]
+    assert report.stopped is None  # a 404 is this hole's problem, not the exchange's
+    state = hole_state(conn, gatherer, "h1-all")
+    assert (state["status"], state["attempts"]) == ("pending", 1)
+    assert "NotFound" in state["error"] and "404" in state["error"]
+    assert stored_trades(conn) == sim_run.in_seconds(T0_S + 2, T0_S + 4)
+
+
+def test_a_legacy_format_exchange_is_backfilled_exactly(
+    tmp_path: Path, conn: Any, gatherer: str
+) -> None:
+    """`kalshi-data sim --format legacy`: REST trades carry integer cents and whole contracts
+    (`yes_price`, `no_price`, `count`) and no `count_fp`; the rows are still exact."""
+    with finished_sim(tmp_path, legacy=True, max_events=1200) as run:
+        pair = run.busiest(2)
+        add_hole(conn, gatherer, "h1-all", start=0.6, end=1.4)  # seconds 0..2
+        add_hole(conn, gatherer, "h2-pair", start=2.0, end=2.4, markets=pair)  # seconds 1..3
+        with client_for(run.sim.api) as client:
+            report = backfill_trades(conn, client, backfill_config(), gatherer=gatherer)
+        sample = requests.get(f"{run.sim.api}/markets/trades", params={"limit": 1}, timeout=10)
+    trade = sample.json()["trades"][0]
+    assert isinstance(trade["count"], int) and isinstance(trade["yes_price"], int)
+    assert "count_fp" not in trade
+    assert report.outcomes() == {"done": 2, "retry": 0, "failed": 0}, report.holes
+    expected = sorted(
+        set(run.in_seconds(T0_S, T0_S + 2) + run.in_seconds(T0_S + 1, T0_S + 3, set(pair)))
     )
-    assert stored_trades(conn) == sorted(expected)
-    asked = [r for r in server.received if r.path.endswith("trades")]
-    historical = [r for r in asked if r.path.endswith("/historical/trades")]
-    live = [r for r in asked if r.path.endswith("/markets/trades")]
-    assert historical and live
-    # the cutoff was asked once for the run; H2 is entirely after it
-    assert sum(r.path.endswith("/historical/cutoff") for r in server.received) == 1
-    assert all(int(r.param("max_ts") or 0) <= T0_S + 1 for r in historical)
-    assert all(int(r.param("min_ts") or 0) >= T0_S + 1 for r in live)
-    assert {r.param("ticker") for r in historical} == {None}
-    # the historical part really held trades (the split is not vacuous)
-    before_cutoff = [row for row in expected if row[2] * 1_000_000 < cutoff_ns]
-    assert len(before_cutoff) > 10
+    assert len(expected) > 50 and all(row[6] % 100 == 0 for row in expected)
+    assert stored_trades(conn) == expected
+    assert sum(r.inserted for r in report.holes) == len(expected)
 
 
 def test_exchange_errors_leave_the_hole_pending_then_failed_without_crashing(
@@ -382,13 +459,13 @@ def test_only_holes_past_the_settle_time_and_only_this_gatherer(
 def test_a_hole_reaching_before_the_simulators_cutoff_is_still_filled(
     sim_run: SimRun, conn: Any, gatherer: str
 ) -> None:
-    """The simulator's cutoff is its epoch and it has no `/historical/trades` (404): the part
-    of a window before its first instant holds nothing, the rest is filled as usual."""
+    """The simulator's default cutoff is its epoch: `/historical/trades` answers the part of
+    a window before its first instant (empty: nothing is older), the rest is filled as usual."""
     add_hole(conn, gatherer, "h-early", start=-2.0, end=0.4, cause="not_subscribed")
     with client_for(sim_run.sim.api) as client:
         report = backfill_trades(conn, client, backfill_config(), gatherer=gatherer)
     assert report.outcomes()["done"] == 1, report.holes
-    assert report.holes[0].queries == 2  # historical (404, empty) + live
+    assert report.holes[0].queries == 2  # historical (empty) + live
     expected = sim_run.in_seconds(T0_S, T0_S + 1)
     assert stored_trades(conn) == expected and expected
     assert hole_state(conn, gatherer, "h-early")["trades"] == len(expected)

@@ -1,5 +1,6 @@
 """The window arithmetic of the backfill, as pure functions: whole seconds that only ever
-widen a hole, the split at the historical cutoff, per-market versus unfiltered queries."""
+widen a hole, the split at the historical cutoff, per-market versus unfiltered queries, and
+what to ask again when the cutoff moved during a fetch."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.backfill import TradeQuery, plan_queries, query_window, split_at_cutoff
+from app.backfill import (
+    TradeQuery,
+    plan_queries,
+    plan_requeries,
+    query_window,
+    requery_parts,
+    split_at_cutoff,
+)
 
 BASE = datetime(2026, 12, 3, 8, 0, 0, tzinfo=UTC)
 BASE_S = int(BASE.timestamp())
@@ -110,3 +118,68 @@ def test_plan_splits_every_market_at_the_cutoff_historical_first() -> None:
         TradeQuery(BASE_S + 1, BASE_S + 3, "A", False),
         TradeQuery(BASE_S + 1, BASE_S + 3, "B", False),
     ]
+
+
+def test_a_cutoff_that_moved_during_the_fetch_asks_the_stretch_again() -> None:
+    ns = 1_000_000_000
+    # unchanged: nothing more to ask
+    assert requery_parts(100, 110, 105 * ns, 105 * ns) == []
+    assert requery_parts(100, 110, None, None) == []
+    # forward (Kalshi's way): the seconds it passed, of the historical partition
+    assert requery_parts(100, 110, 103 * ns + 5, 106 * ns + 5) == [(103, 106, True)]
+    assert requery_parts(100, 110, 103 * ns, 106 * ns) == [(103, 105, True)]
+    assert requery_parts(100, 110, 103 * ns + 5, 103 * ns + 9) == [(103, 103, True)]
+    # clipped to the window, or entirely outside it
+    assert requery_parts(100, 110, 90 * ns, 120 * ns) == [(100, 110, True)]
+    assert requery_parts(100, 110, 111 * ns, 115 * ns) == []
+    assert requery_parts(100, 110, 90 * ns, 100 * ns) == []
+    # a partition that appeared: everything before it may have moved there
+    assert requery_parts(100, 110, None, 104 * ns + 1) == [(100, 104, True)]
+    # backwards (never seen), or the partition gone: the stretch is live again
+    assert requery_parts(100, 110, 106 * ns + 5, 103 * ns + 5) == [(103, 106, False)]
+    assert requery_parts(100, 110, 104 * ns + 1, None) == [(100, 104, False)]
+
+
+def test_every_trade_the_moving_cutoff_passed_is_asked_of_its_new_partition() -> None:
+    ns = 1_000_000_000
+    moves = [(103 * ns + 7, 104 * ns), (100 * ns, 109 * ns + 1), (None, 102 * ns), (99 * ns, ns)]
+    for before_ns, after_ns in moves:
+        parts = requery_parts(100, 110, before_ns, after_ns)
+        for second in range(100, 111):
+            for trade_ns in (second * ns, second * ns + ns - 1):
+                was_historical = before_ns is not None and trade_ns < before_ns
+                is_historical = after_ns is not None and trade_ns < after_ns
+                if was_historical == is_historical:
+                    continue
+                assert any(
+                    low <= second <= high and hist == is_historical for low, high, hist in parts
+                ), (before_ns, after_ns, trade_ns, parts)
+
+
+def test_requeries_fan_out_like_the_plan() -> None:
+    before = (BASE_S + 1) * 1_000_000_000 + 5
+    after = (BASE_S + 2) * 1_000_000_000 + 5
+    assert plan_requeries(
+        us(200_000),
+        us(1_800_000),
+        ["A", "B"],
+        margin_s=1,
+        ticker_query_max=5,
+        before_ns=before,
+        after_ns=after,
+    ) == [
+        TradeQuery(BASE_S + 1, BASE_S + 2, "A", True),
+        TradeQuery(BASE_S + 1, BASE_S + 2, "B", True),
+    ]
+    assert (
+        plan_requeries(
+            us(200_000),
+            us(1_800_000),
+            None,
+            margin_s=1,
+            ticker_query_max=5,
+            before_ns=before,
+            after_ns=before,
+        )
+        == []
+    )

@@ -103,6 +103,82 @@ def test_rest_trade_gets_the_same_key_as_the_ws_copy() -> None:
         rest_trade_row({"trade_id": "x"}, gatherer="g", received_ns=0, batch_pos=0)
 
 
+REST_NEWEST = {
+    "trade_id": "d91bc706-ee49-470d-82d8-11418bda6fed",
+    "ticker": "HIGHNY-22DEC23-B53.5",
+    "count_fp": "136.00",
+    "yes_price_dollars": "0.3600",
+    "no_price_dollars": "0.6400",
+    "taker_side": "no",
+    "taker_outcome_side": "no",
+    "taker_book_side": "ask",
+    "created_time": "2022-11-22T20:44:01.000917Z",
+    "is_block_trade": False,
+}
+# What REST trades looked like before 2026-03-12 (and `kalshi-data sim --format legacy`):
+# integer cents and whole contracts, with the dollar strings next to them in the dual era.
+REST_LEGACY_DUAL = {
+    "trade_id": "d91bc706-ee49-470d-82d8-11418bda6fed",
+    "ticker": "HIGHNY-22DEC23-B53.5",
+    "price": 36,
+    "count": 136,
+    "yes_price": 36,
+    "no_price": 64,
+    "yes_price_dollars": "0.3600",
+    "no_price_dollars": "0.6400",
+    "taker_side": "no",
+    "created_time": "2022-11-22T20:44:01.000917Z",
+}
+REST_LEGACY_CENTS = {
+    key: value for key, value in REST_LEGACY_DUAL.items() if not key.endswith("_dollars")
+}
+
+
+def _rest(trade: dict[str, object]) -> TradeRow:
+    return rest_trade_row(trade, gatherer="g2", received_ns=NEWEST_NS, batch_pos=7)
+
+
+@pytest.mark.parametrize("trade", [REST_NEWEST, REST_LEGACY_DUAL, REST_LEGACY_CENTS])
+def test_rest_trades_of_both_formats_give_the_same_exact_row(trade: dict[str, object]) -> None:
+    row = _rest(trade)
+    assert (row.yes_price, row.no_price, row.size) == (360_000, 640_000, 13_600)
+    assert (row.taker_side, row.taker_book_side) == ("no", "ask")
+    assert row.exchange_ts == datetime(2022, 11, 22, 20, 44, 1, tzinfo=UTC)
+    assert (row.exchange_ms, row.source) == (1669149841000, "rest")
+    assert row.is_block_trade is (False if trade is REST_NEWEST else None)
+
+
+def test_rest_trade_prefers_the_exact_strings_over_legacy_integers() -> None:
+    # a subpenny price and a fractional count cannot be told in cents and whole contracts
+    row = _rest({**REST_LEGACY_DUAL, "yes_price_dollars": "0.3650", "count_fp": "136.25"})
+    assert (row.yes_price, row.size) == (365_000, 13_625)
+    cents_only = _rest({**REST_LEGACY_CENTS, "yes_price": 99, "no_price": None, "count": 1})
+    assert (cents_only.yes_price, cents_only.no_price, cents_only.size) == (990_000, 10_000, 100)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"count": 136.0}, "'count' must be an integer count"),
+        ({"count": True}, "'count' must be an integer count"),
+        ({"yes_price": 36.0}, "'yes_price' must be integer cents"),
+        ({"yes_price": "36"}, "'yes_price' must be integer cents"),
+        ({"no_price": 64.5}, "'no_price' must be integer cents"),
+        ({"yes_price": 136}, "outside 0..1"),
+        ({"count": -1}, "negative trade size"),
+        ({"count": None}, "missing 'count_fp' (or legacy 'count')"),
+        ({"yes_price": None}, "missing 'yes_price_dollars' (or legacy 'yes_price')"),
+    ],
+)
+def test_malformed_legacy_rest_trades(change: dict[str, object], reason: str) -> None:
+    trade = {
+        key: value for key, value in {**REST_LEGACY_CENTS, **change}.items() if value is not None
+    }
+    with pytest.raises(FrameError) as caught:
+        _rest(trade)
+    assert reason in str(caught.value)
+
+
 def test_newest_ticker() -> None:
     row = one_row(examples.TICKER)
     assert isinstance(row, TickerRow)

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.timeout(60)
         (["--drop-every", "-1"], "error: --drop-every must be positive"),
         (["--ping-interval", "0"], "error: ping-interval must be greater than 0"),
         (["--format", "ancient"], "error: Invalid value for '--format'"),
+        (["--historical-cutoff-s", "-1"], "error: historical-cutoff-s must be 0 or more"),
+        (["--historical-cutoff-s", "nan"], "error: historical-cutoff-s must be 0 or more"),
     ],
 )
 def test_bad_flags_give_one_clear_error(flags, message):

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from app.kalshi.wire import rfc3339_to_ns
 from app.simulator.truth import load_truth
 from app.units import count_to_hundredths, dollars_to_micros
 from tests.simulator.conftest import EPOCH_MS
@@ -140,9 +141,111 @@ def test_markets_books_trades_events_in_current_format(sim_factory):
         "quadratic", "quadratic_with_maker_fees", "flat",
     )  # fmt: skip
     assert sim.get("/exchange/status").json()["trading_active"] is True
-    assert set(sim.get("/historical/cutoff").json()) == {
-        "market_settled_ts", "trades_created_ts", "orders_updated_ts",
-    }  # fmt: skip
+    cutoff = sim.get("/historical/cutoff").json()
+    assert set(cutoff) == {"market_settled_ts", "trades_created_ts", "orders_updated_ts"}
+    # by default the cutoff is the epoch: every trade is live, the historical list is empty
+    assert rfc3339_to_ns(cutoff["trades_created_ts"]) == EPOCH_MS * 1_000_000
+    assert sim.get("/historical/trades", limit=1000).json() == {"trades": [], "cursor": ""}
+
+
+def _all_trades(sim, path: str, **params) -> tuple[list[dict], int]:
+    trades: list[dict] = []
+    cursor = ""
+    pages = 0
+    while True:
+        body = sim.get(path, cursor=cursor, **params).json()
+        trades += body["trades"]
+        pages += 1
+        cursor = body["cursor"]
+        if not cursor:
+            return trades, pages
+
+
+@pytest.mark.parametrize("wire_format", ["current", "legacy"])
+def test_trades_before_the_historical_cutoff_are_only_in_historical_trades(
+    sim_factory, wire_format
+):
+    """`--historical-cutoff-s S`: the cutoff trails the virtual now by S; `/markets/trades`
+    serves only the trades at/after it, `/historical/trades` (same params and shape) only the
+    older ones, consistently with `/historical/cutoff` (kalshi-api.md §1.11)."""
+    sim = sim_factory(
+        "--markets", "8", "--rate", "2000", "--seed", "5", "--epoch-ms", str(EPOCH_MS),
+        "--max-events", "4000", "--historical-cutoff-s", "0.7", "--format", wire_format,
+    )  # fmt: skip
+    state = sim.wait_finished()  # the virtual clock stops with the order flow: a fixed cutoff
+    sim.dump()
+    truth = load_truth(sim.truth)
+    body = sim.get("/historical/cutoff").json()
+    cutoff_ns = rfc3339_to_ns(body["trades_created_ts"])
+    assert cutoff_ns == state["virtual_ns"] - 700_000_000
+    assert cutoff_ns % 1_000_000_000  # inside a second: that second is split
+    # markets never move (no /historical/markets here): their cutoff stays at the epoch
+    assert rfc3339_to_ns(body["market_settled_ts"]) == EPOCH_MS * 1_000_000
+
+    newest_first = list(reversed(truth.trades))
+    older = [t.trade_id for t in newest_first if t.ts_ns < cutoff_ns]
+    newer = [t.trade_id for t in newest_first if t.ts_ns >= cutoff_ns]
+    assert len(older) > 50 and len(newer) > 50
+    live, live_pages = _all_trades(sim, "/markets/trades", limit=7)
+    historical, historical_pages = _all_trades(sim, "/historical/trades", limit=7)
+    assert [t["trade_id"] for t in live] == newer and live_pages == -(-len(newer) // 7)
+    assert [t["trade_id"] for t in historical] == older
+    assert historical_pages == -(-len(older) // 7)
+    assert {frozenset(t) for t in historical} == {frozenset(t) for t in live}  # same shape
+    if wire_format == "legacy":
+        assert {"count", "yes_price", "no_price"} <= set(historical[0])
+        assert "count_fp" not in historical[0]
+    else:
+        assert {"count_fp", "yes_price_dollars", "taker_book_side"} <= set(historical[0])
+
+    # the cutoff's own second: the part before it historical, the rest live, nothing twice
+    second = cutoff_ns // 1_000_000_000
+    window = {"min_ts": second, "max_ts": second, "limit": 1000}
+    before = sim.get("/historical/trades", **window).json()["trades"]
+    after = sim.get("/markets/trades", **window).json()["trades"]
+    in_second = [t for t in newest_first if t.ts_ns // 1_000_000_000 == second]
+    assert before and after
+    assert [t["trade_id"] for t in before + after] == [
+        t.trade_id for t in in_second if t.ts_ns < cutoff_ns
+    ] + [t.trade_id for t in in_second if t.ts_ns >= cutoff_ns]
+    # filters as on the live list
+    one = truth.trades[0]
+    for_market, _ = _all_trades(sim, "/historical/trades", ticker=one.ticker, limit=3)
+    assert [t["trade_id"] for t in for_market] == [
+        t.trade_id for t in newest_first if t.ticker == one.ticker and t.ts_ns < cutoff_ns
+    ]
+    after_cutoff = sim.get("/historical/trades", min_ts=second + 1).json()
+    assert after_cutoff == {"trades": [], "cursor": ""}
+    assert sim.get("/historical/trades", ticker="KXNOPE-E1-T1").json()["trades"] == []
+    # a live cursor is not a historical one, and parameters are checked the same way
+    live_cursor = sim.get("/markets/trades", limit=1).json()["cursor"]
+    for query in ({"cursor": live_cursor}, {"limit": 1001}, {"min_ts": "x"}):
+        response = sim.get("/historical/trades", **query)
+        assert response.status_code == 400, query
+        assert set(response.json()) == {"code", "message"}
+
+
+def test_the_historical_cutoff_follows_the_virtual_clock(sim_factory):
+    """Without --max-events the clock runs on, and so does the cutoff; until the clock is S
+    seconds past the epoch, the cutoff stays at the epoch."""
+    sim = sim_factory(
+        "--markets", "4", "--rate", "2000", "--epoch-ms", str(EPOCH_MS),
+        "--historical-cutoff-s", "0.3", truth=False,
+    )  # fmt: skip
+
+    def cutoff_ns() -> int:
+        return rfc3339_to_ns(sim.get("/historical/cutoff").json()["trades_created_ts"])
+
+    first = cutoff_ns()
+    assert first >= EPOCH_MS * 1_000_000
+    time.sleep(0.6)
+    second = cutoff_ns()
+    assert second > first and second > EPOCH_MS * 1_000_000
+    assert second <= sim.state()["virtual_ns"] - 300_000_000
+    lasting = sim_factory("--markets", "4", "--historical-cutoff-s", "3600", truth=False)
+    state = lasting.state()
+    body = lasting.get("/historical/cutoff").json()
+    assert rfc3339_to_ns(body["trades_created_ts"]) == state["epoch_ms"] * 1_000_000
 
 
 def test_token_bucket_answers_429_with_the_documented_body(sim_factory):
