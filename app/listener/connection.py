@@ -180,6 +180,7 @@ class ConnectionManager:
             for ticker in added:
                 born = self._births.take(ticker)
                 since = default if born is None else min(default, born - self.holes.lead_ns)
+                since = max(since, self._started_ns)  # capture starts with this listener
                 by_since.setdefault(since, []).append(ticker)
             for since, tickers in sorted(by_since.items()):
                 self.holes.books_missed(tickers, "not_subscribed", since, lead=False)

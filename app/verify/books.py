@@ -204,6 +204,17 @@ def check_sampled_books(
     return result
 
 
+def book_difference_at(
+    conn: Any, ticker: str, at: datetime, gatherer: str | None, expected: Book
+) -> BookDifference | None:
+    """`book_at(T)` against an expected book: its first differing level, or no book at all."""
+    try:
+        built = book_at(conn, ticker, at, gatherer=gatherer)
+    except BookUnavailable as exc:
+        return BookDifference(ticker, None, None, None, None, f"no book in the database ({exc})")
+    return first_book_difference(ticker, expected, {"yes": built.book.yes, "no": built.book.no})
+
+
 def _compare(
     conn: Any,
     ticker: str,
@@ -213,15 +224,7 @@ def _compare(
     gatherer: str | None,
     result: BookSamples,
 ) -> None:
-    try:
-        built = book_at(conn, ticker, at, gatherer=gatherer)
-    except BookUnavailable as exc:
-        difference: BookDifference | None = BookDifference(
-            ticker, None, None, None, None, f"no book in the database ({exc})"
-        )
-    else:
-        found = {"yes": built.book.yes, "no": built.book.no}
-        difference = first_book_difference(ticker, expected, found)
+    difference = book_difference_at(conn, ticker, at, gatherer, expected)
     if difference is not None:
         result.differing += 1
         if len(result.differences) < MAX_LISTED:

@@ -14,12 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.book import BookUnavailable, book_at
 from app.db.engine import connect, describe_url
 from app.simulator.recorder import FRAMES_FILE
 from app.simulator.truth import TruthError, read_clock
-from app.verify.books import DEFAULT_SAMPLES, BookSamples, check_sampled_books
-from app.verify.compare import BookDifference, TableResult, compare_records, first_book_difference
+from app.verify.books import (
+    DEFAULT_SAMPLES,
+    BookSamples,
+    book_difference_at,
+    check_sampled_books,
+)
+from app.verify.compare import BookDifference, TableResult, compare_records
 from app.verify.database import Tagged, database_records
 from app.verify.exchange import check_against_exchange
 from app.verify.holes import HoleIndex, read_holes
@@ -82,15 +86,7 @@ def _compare_books(
     differences: list[BookDifference] = []
     for ticker, expected in seen_books(truth, scan.meta, scan.last_book):
         checked += 1
-        try:
-            result = book_at(conn, ticker, at, gatherer=gatherer)
-        except BookUnavailable as exc:
-            difference: BookDifference | None = BookDifference(
-                ticker, None, None, None, None, f"no book in the database ({exc})"
-            )
-        else:
-            found = {"yes": result.book.yes, "no": result.book.no}
-            difference = first_book_difference(ticker, expected, found)
+        difference = book_difference_at(conn, ticker, at, gatherer, expected)
         if difference is None:
             continue
         if ticker in scan.books_in_hole:

@@ -260,15 +260,18 @@ def test_a_market_added_later_is_missed_since_its_lifecycle_birth() -> None:
     # Before the first subscription: since the listener's start, or the birth less the lead
     # when that is earlier (here it is not: 5 s - 1 s > 2 s).
     assert froms == {("NEW", "OTHER"): 2.0}
-    births.note("LATE", 3_000_000_000)
+    births.note("LATE", 4_500_000_000)
+    births.note("EARLY", 2_500_000_000)
     manager._books_live = True  # a subscription was acknowledged: later adds start now or birth
-    manager.set_markets(add=["LATE"])
-    late = hole_row(parse_control(publisher.frames[-1].raw))
-    assert late["market_tickers"] == ["LATE"] and late["from_at"].timestamp() == 2.0
-    assert len(births) == 1  # NEW and LATE were taken; OLD waits
-    births.note("A", 1)
-    births.note("B", 1)  # over the limit of 2: the oldest (OLD) is forgotten
-    assert births.take("OLD") is None and births.take("A") == 1
+    manager.set_markets(add=["LATE", "EARLY"])
+    later = [hole_row(parse_control(f.raw)) for f in publisher.frames[-2:]]
+    # Since its birth less the lead, but never before this listener started (2 s).
+    assert {tuple(h["market_tickers"]): h["from_at"].timestamp() for h in later} == {
+        ("LATE",): 3.5,
+        ("EARLY",): 2.0,
+    }
+    # Bounded at 2: noting EARLY made three, so the oldest (OLD) was forgotten.
+    assert len(births) == 0 and births.take("OLD") is None
 
 
 def test_a_journal_loss_is_a_closed_hole_on_every_channel(
