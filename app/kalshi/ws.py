@@ -85,6 +85,7 @@ class CloseInfo:
     code: int | None
     reason: str
     error: BaseException | None = None
+    ended_ns: int = 0  # wall time the read loop ended (0: unknown)
 
 
 FrameHandler = Callable[[RawFrame], Awaitable[None] | None]
@@ -408,7 +409,7 @@ class KalshiWebSocket:
             await self._connection.close(1011, "consumer error")
         finally:
             code, reason = self._close_code_reason()
-            self._close_info = CloseInfo(code, reason, error)
+            self._close_info = CloseInfo(code, reason, error, time.time_ns())
             failure = WsClosed(code, reason)
             for pending in self._pending.values():
                 if not pending.future.done():

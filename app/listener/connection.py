@@ -297,13 +297,14 @@ class ConnectionManager:
         self._session = None
         # What the exchange sent after the last frame read reached no one (docs/holes.md).
         cause = "listener_down" if session.close_reason == "shutdown" else "disconnect"
+        last_seen = _last_alive_ns(session, info)
         with contextlib.suppress(JournalFull):
             if self.role == "global":
                 for channel in sorted(set(session.channel_of.values())):
                     self.holes.channel_missed(
                         channel,
                         cause,
-                        session.last_frame_ns,
+                        last_seen,
                         conn_id=session.conn_id,
                         detail=reason,
                     )
@@ -311,7 +312,7 @@ class ConnectionManager:
                 self.holes.books_missed(
                     self.desired | session.subscribed,
                     cause,
-                    session.last_frame_ns,
+                    last_seen,
                     conn_id=session.conn_id,
                     detail=reason,
                 )
@@ -845,6 +846,22 @@ class ConnectionManager:
                 False,
             ),
         )
+
+
+def _last_alive_ns(session: _Session, info: CloseInfo) -> int:
+    """The last moment the session is known to have delivered everything sent to it.
+
+    A close the socket reported at once (a close frame, or EOF/RST from the peer, or our own
+    shutdown) ends a live connection: nothing sent before it was lost, so the hole starts at the
+    close. A close we forced because the connection had gone silent (no pong, no probe reply,
+    a command timeout) may end a connection that had been dead for a while: then only the last
+    frame read is evidence.
+    """
+    reason = f"{session.close_reason or ''} {info.reason}".lower()
+    silent = any(word in reason for word in ("stale", "timeout", "timed out"))
+    if silent or not info.ended_ns:
+        return session.last_frame_ns
+    return max(session.last_frame_ns, info.ended_ns)
 
 
 def _int(value: Any) -> int | None:

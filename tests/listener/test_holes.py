@@ -291,3 +291,19 @@ def test_a_journal_loss_is_a_closed_hole_on_every_channel(
     assert all(h["from_at"].timestamp() == 5.0 - lead and h["to_at"].timestamp() == 9.0
                for h in closed)  # fmt: skip
     assert listener.stats.journal_losses == 1
+
+
+def test_a_hole_starts_at_a_reported_close_unless_the_connection_had_gone_silent() -> None:
+    from app.kalshi.ws import CloseInfo
+    from app.listener.connection import _last_alive_ns, _Session
+
+    session = _Session(ws=None, conn_id="c", opened_ns=0, last_frame_ns=1_000)  # type: ignore[arg-type]
+    # A quiet but live connection closed by the peer (drop, close frame): alive until the close.
+    assert _last_alive_ns(session, CloseInfo(1006, "", None, 9_000)) == 9_000
+    assert _last_alive_ns(session, CloseInfo(1001, "going away", None, 9_000)) == 9_000
+    # Closes forced by silence: only the last frame read proves anything.
+    assert _last_alive_ns(session, CloseInfo(1011, "keepalive ping timeout", None, 9_000)) == 1_000
+    session.close_reason = "stale: no frame for 31.0s and no probe reply"
+    assert _last_alive_ns(session, CloseInfo(1000, "", None, 9_000)) == 1_000
+    session.close_reason = None
+    assert _last_alive_ns(session, CloseInfo(1006, "", None, 0)) == 1_000  # end unknown
