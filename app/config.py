@@ -207,10 +207,12 @@ class StreamSettings(_Section):
         return int(self.high_water_memory_bytes * self.low_water_ratio)
 
 
+# Combo (KXMVE*) markets' lifecycle only comes on `multivariate_market_lifecycle` (kalshi-api.md
+# §3.5, §9): it shares the lifecycle connection, a quiet one.
 DEFAULT_GLOBAL_CONNECTIONS: tuple[tuple[str, ...], ...] = (
     ("trade",),
     ("ticker",),
-    ("market_lifecycle_v2",),
+    ("market_lifecycle_v2", "multivariate_market_lifecycle"),
 )
 
 

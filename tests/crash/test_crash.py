@@ -296,7 +296,13 @@ def test_kill_9_listener_leaves_a_recorded_hole_that_the_backfill_fills(
         rest_only = cur.fetchone()[0]
         cur.execute("SELECT count(*) FROM connection_sessions WHERE closed_at IS NULL")
         still_open = cur.fetchone()[0]
-    assert {c for c, _, _ in died} == {"trade", "ticker", "market_lifecycle_v2", "orderbook_delta"}
+    assert {c for c, _, _ in died} == {
+        "trade",
+        "ticker",
+        "market_lifecycle_v2",
+        "multivariate_market_lifecycle",
+        "orderbook_delta",
+    }
     assert all(float(f) * 1e9 <= killed_ns <= float(t) * 1e9 for _, f, t in died), died
     assert closed >= 2 and backfilled >= 2, (backfilled, closed)
     assert rest_only > 0, "the backfill stored no trade the WebSocket missed"

@@ -29,6 +29,10 @@ from tests.listener.conftest import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+# Every channel a default listener captures (global connections and book shards).
+CHANNELS = {
+    "trade", "ticker", "market_lifecycle_v2", "multivariate_market_lifecycle", "orderbook_delta",
+}  # fmt: skip
 KALSHI_DATA = str(REPO / ".venv" / "bin" / "kalshi-data")
 
 
@@ -148,8 +152,7 @@ def test_start_and_drops_are_recorded_as_holes(
     holes = _holes(read_published(redis_test_url, gatherer).control())
     first = [h for h in holes.values() if h["cause"] == "not_subscribed"]
     # One per global channel and one per book shard, all closed, all from the start.
-    assert {h["channel"] for h in first} == {"trade", "ticker", "market_lifecycle_v2",
-                                             "orderbook_delta"}  # fmt: skip
+    assert {h["channel"] for h in first} == CHANNELS
     assert all(h["to_at"] is not None and h["from_at"].timestamp() * 1e9 >= started - 1e6
                for h in first)  # fmt: skip
     books = sorted(t for h in first if h["channel"] == "orderbook_delta"
@@ -219,8 +222,7 @@ def test_a_listener_killed_with_sigkill_is_settled_by_its_successor(
     assert old_sessions <= set(closed)
     assert all("died" in closed[c]["close_reason"] for c in old_sessions)
     died = [h for h in _holes(control).values() if h["cause"] == "listener_died"]
-    assert {h["channel"] for h in died} == {"trade", "ticker", "market_lifecycle_v2",
-                                            "orderbook_delta"}  # fmt: skip
+    assert {h["channel"] for h in died} == CHANNELS
     for hole in died:
         assert hole["from_at"].timestamp() * 1e9 <= killed_ns <= hole["to_at"].timestamp() * 1e9
         assert hole["market_tickers"] is None
@@ -284,8 +286,7 @@ def test_a_journal_loss_is_a_closed_hole_on_every_channel(
     listener._journal_loss("seg-7", 5_000_000_000, 9_000_000_000, "torn last record")
     holes = [hole_row(parse_control(f.raw)) for f in publisher.frames]
     closed = [h for h in holes if h["to_at"] is not None]
-    assert {h["channel"] for h in closed} == {"trade", "ticker", "market_lifecycle_v2",
-                                              "orderbook_delta"}  # fmt: skip
+    assert {h["channel"] for h in closed} == CHANNELS
     lead = fast_listener().hole_lead_s
     assert all(h["cause"] == "journal_loss" and "seg-7" in h["detail"] for h in closed)
     assert all(h["from_at"].timestamp() == 5.0 - lead and h["to_at"].timestamp() == 9.0
@@ -307,3 +308,21 @@ def test_a_hole_starts_at_a_reported_close_unless_the_connection_had_gone_silent
     assert _last_alive_ns(session, CloseInfo(1000, "", None, 9_000)) == 1_000
     session.close_reason = None
     assert _last_alive_ns(session, CloseInfo(1006, "", None, 0)) == 1_000  # end unknown
+
+
+def test_combo_market_lifecycle_is_subscribed_by_default(
+    sim_factory, gatherer: str, redis_test_url: str, tmp_path: Path
+) -> None:
+    """kalshi-api.md §9: combo markets' lifecycle comes only on multivariate_market_lifecycle."""
+    sim = sim_factory("--markets", "4", "--rate", "20", "--epoch-ms", str(EPOCH_MS))
+    settings = make_settings(gatherer, redis_test_url, sim, tmp_path)
+
+    async def scenario() -> None:
+        run = Running(Listener(settings, fast_listener()))
+        await run.until(lambda: run.subscribed(4))
+        await run.finish()
+
+    asyncio.run(scenario())
+    published = read_published(redis_test_url, gatherer)
+    channels = {m["msg"]["channel"] for _, m in published.messages("subscribed")}
+    assert "multivariate_market_lifecycle" in channels and "market_lifecycle_v2" in channels
