@@ -254,6 +254,14 @@ class ListenerSettings(_Section):
     )
     stats_log_interval_s: float = Field(30.0, gt=0, description="cadence of listener_stats logs")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="publisher flush bound on exit")
+    snapshot_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a get_snapshot whose snapshots have not all arrived by then is asked again",
+    )
+    snapshot_retries: int = Field(
+        2, ge=0, description="get_snapshot re-asks before the book subscription is made afresh"
+    )
     hole_lead_s: float = Field(
         2.0,
         ge=0,

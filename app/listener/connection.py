@@ -80,6 +80,8 @@ class _Session:
     open_gaps: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     recovery_mode: dict[int, str] = field(default_factory=dict)
     snapshot_due: set[int] = field(default_factory=set)  # sids needing get_snapshot
+    # sid -> (monotonic time of the last get_snapshot, requests sent) while snapshots are owed
+    snapshot_asked: dict[int, tuple[float, int]] = field(default_factory=dict)
     carry_gaps: list[dict[str, Any]] = field(default_factory=list)  # for the next book sid
     carry_mode: str = "reconnect"
     rejected: set[str] = field(default_factory=set)  # code 16 seen in a frame
@@ -376,7 +378,38 @@ class ConnectionManager:
             await self._reconcile_global(session)
         else:
             await self._reconcile_book(session)
+            if await self._snapshots_overdue(session):
+                return
             await self._request_snapshots(session)
+
+    async def _snapshots_overdue(self, session: _Session) -> bool:
+        """A `get_snapshot` whose snapshots did not all come within `snapshot_timeout_s` is
+        asked again, up to `snapshot_retries` times; then the subscription is made afresh
+        (new sid, a snapshot of every market). Returns True when it resubscribed."""
+        now = time.monotonic()
+        for sid, (asked, sent) in sorted(session.snapshot_asked.items()):
+            if sid not in session.pending:
+                del session.snapshot_asked[sid]
+                continue
+            if now - asked < self._settings.snapshot_timeout_s:
+                continue
+            log_event(
+                log,
+                "listener_snapshot_overdue",
+                logging.WARNING,
+                shard=self.shard,
+                sid=sid,
+                requests=sent,
+                missing=len(session.pending[sid]),
+            )
+            self._stats.snapshot_timeouts += 1
+            if sent <= self._settings.snapshot_retries:
+                session.snapshot_due.add(sid)
+            else:
+                del session.snapshot_asked[sid]
+                await self._resubscribe_book(session, "resubscribe")
+                return True
+        return False
 
     async def _watchdog(self, session: _Session) -> bool:
         """No frame for `staleness_timeout_s`: ask the server something; silence -> reconnect.
@@ -489,6 +522,8 @@ class ConnectionManager:
             if not wanted or sid != session.book_sid:
                 continue
             self._stats.snapshot_requests += 1
+            _, sent = session.snapshot_asked.get(sid, (0.0, 0))
+            session.snapshot_asked[sid] = (time.monotonic(), sent + 1)
             for start in range(0, len(wanted), self._settings.command_batch):
                 chunk = wanted[start : start + self._settings.command_batch]
                 try:
@@ -518,7 +553,7 @@ class ConnectionManager:
             "subscribe_failed",
             session.last_frame_ns,
             conn_id=session.conn_id,
-            detail=f"get_snapshot refused on sid {sid}: resubscribing",
+            detail=f"get_snapshot failed on sid {sid}: resubscribing",
         )
         with contextlib.suppress(WsError):
             await session.ws.unsubscribe([sid])
@@ -792,6 +827,7 @@ class ConnectionManager:
 
     def _settle(self, session: _Session, sid: int) -> None:
         session.pending.pop(sid, None)
+        session.snapshot_asked.pop(sid, None)  # the next gap's requests count from zero
         mode = session.recovery_mode.pop(sid, "get_snapshot")
         gaps = session.open_gaps.pop(sid, [])
         if gaps:
@@ -811,6 +847,7 @@ class ConnectionManager:
         session.pending.pop(sid, None)
         session.recovery_mode.pop(sid, None)
         session.snapshot_due.discard(sid)
+        session.snapshot_asked.pop(sid, None)
         if session.book_sid == sid:
             session.book_sid = None
 

@@ -65,6 +65,7 @@ class ListenerStats:
     journal_losses: int = 0
     seq_duplicates: int = 0
     snapshot_requests: int = 0
+    snapshot_timeouts: int = 0
     resubscribes: int = 0
     markets_dropped: int = 0
     errors_by_code: Counter[int] = field(default_factory=Counter)
@@ -87,6 +88,7 @@ class ListenerStats:
             "journal_losses": self.journal_losses,
             "seq_duplicates": self.seq_duplicates,
             "snapshot_requests": self.snapshot_requests,
+            "snapshot_timeouts": self.snapshot_timeouts,
             "resubscribes": self.resubscribes,
             "markets_dropped": self.markets_dropped,
             "errors_by_code": {str(k): v for k, v in self.errors_by_code.items()},

@@ -280,6 +280,13 @@ class CommandHandler:
                     self.exchange.catalog.market_ticker(missing[0]),
                 )
             self._ok(conn, sub, command_id)
+            if conn.faults.ignore_snapshots > 0:
+                # The `ignore_snapshot` fault: acknowledged, never answered.
+                conn.faults.ignore_snapshots -= 1
+                conn.recorder.fault(
+                    {"fault": "ignore_snapshot", "source": "admin", "conn": conn.id, "sid": sid}
+                )
+                return
             self._snapshots(conn, sub, indexes, index=False)
         elif action == "add_markets":
             added = self.hub.add_markets(sub, indexes)

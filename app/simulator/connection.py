@@ -72,6 +72,7 @@ class SeqFaults:
     repeat_pending: dict[int, int] = field(default_factory=dict)
     skip_every: int = 0
     repeat_every: int = 0
+    ignore_snapshots: int = 0  # get_snapshot requests to acknowledge and never answer
 
     def armed(self) -> bool:
         return bool(

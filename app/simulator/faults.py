@@ -30,6 +30,7 @@ FAULT_KINDS = (
     "rest_429",
     "rest_5xx",
     "restart",
+    "ignore_snapshot",
 )
 REST_5XX_STATUSES = (500, 502, 503, 504)
 TERMINAL_CODES = (10, 17, 25)  # the subscription (10, 17) or the connection (25) is gone
@@ -168,6 +169,12 @@ class FaultInjector:
                 conn.seq_fault_armed = True
             # Recorded when each affected frame is produced (connection.py).
             return {"type": kind, "armed": count, "sid": sid, "connections": ids}
+        elif kind == "ignore_snapshot":
+            count = self._count(request)
+            for conn in targets:
+                conn.faults.ignore_snapshots += count
+            # Recorded when a request is swallowed (commands.py).
+            return {"type": kind, "armed": count, "connections": ids}
         elif kind in ("malformed", "unknown_type"):
             for conn in targets:
                 sid = next(iter(conn.subs), 0)
