@@ -158,6 +158,8 @@ class EntryBatch:
         out = self.delta_lines
         for entry in self.entries:
             for pos, frame in enumerate(entry.frames):
+                if frame.repeat:
+                    continue  # an exchange resend of a stored seq: its raw batch keeps it
                 line = None
                 if gatherer_plain and _DELTA_MARK in frame.raw:
                     prefix = prefixes.get(frame.conn_id, "")

@@ -61,6 +61,8 @@ def entry_rows(
     rows: list[Row] = []
     for entry in entries:
         for pos, frame in enumerate(entry.frames):
+            if frame.repeat:
+                continue  # an exchange resend of a stored seq: kept raw only
             envelope = FrameEnvelope(
                 received_ns=frame.recv_ns,
                 connection_id=frame.conn_id,

@@ -636,7 +636,7 @@ class ConnectionManager:
         sid: int | None = None
         seq: int | None = None
         ticker: str | None = None
-        gap = resync = False
+        gap = resync = repeat = False
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -653,7 +653,7 @@ class ConnectionManager:
             if msg_type in REPLY_TYPES:
                 self._on_reply(session, msg_type, message, body, frame.received_ns)
             elif sid is not None and seq is not None:
-                gap = self._check_seq(session, sid, seq, frame.received_ns, previous_ns)
+                gap, repeat = self._check_seq(session, sid, seq, frame.received_ns, previous_ns)
                 if msg_type == "orderbook_snapshot" and ticker is not None:
                     resync = self._snapshot_seen(session, sid, ticker)
                     if sid == session.book_sid:
@@ -672,7 +672,7 @@ class ConnectionManager:
         self._stats.bytes_by_type[kind] += len(raw)
         self._publisher.add(
             self._names.route(msg_type, ticker),
-            Frame(raw, frame.received_ns, session.conn_id, sid, seq, gap, resync),
+            Frame(raw, frame.received_ns, session.conn_id, sid, seq, gap, resync, repeat),
         )
 
     def _on_reply(
@@ -749,14 +749,15 @@ class ConnectionManager:
 
     def _check_seq(
         self, session: _Session, sid: int, seq: int, recv_ns: int, previous_ns: int
-    ) -> bool:
+    ) -> tuple[bool, bool]:
+        """(gap before this frame, repeat of a seq already delivered) for one sequenced frame."""
         check = session.tracker.check(sid, seq)
         if check.verdict is Verdict.DUPLICATE:
-            # Forwarded unchanged; (conn id, sid, seq) identifies it downstream.
+            # Forwarded raw with the repeat flag: ingest stores it once (raw only).
             self._stats.seq_duplicates += 1
-            return False
+            return False, True
         if check.verdict is not Verdict.GAP:
-            return False
+            return False, False
         assert check.expected is not None
         book = sid == session.book_sid
         markets = sorted(session.subscribed) if book else []
@@ -806,7 +807,7 @@ class ConnectionManager:
             session.pending[sid] = set(session.subscribed)
             session.snapshot_due.add(sid)
             self._wake.set()
-        return True
+        return True, False
 
     def _snapshot_seen(self, session: _Session, sid: int, ticker: str) -> bool:
         """Note a snapshot; True when it answers our `get_snapshot` (stored as `resync`)."""

@@ -19,9 +19,10 @@ Entry fields (schema version 1):
 
 `flags`: bit 0 = sid present, bit 1 = seq present, bit 2 = the listener saw a sequence gap
 before this frame, bit 3 = an order book snapshot the listener asked for (`get_snapshot`) to
-repair a gap. Absent sid/seq are stored as 0 with the bit clear. Bits 4-7 must be 0 (bit 3 came
-with the same schema version: readers older than it refuse such entries as corrupt, so upgrade
-ingest before listeners).
+repair a gap, bit 4 = a repeat: a seq this connection's sid had already delivered (an exchange
+resend), which ingest keeps raw only. Absent sid/seq are stored as 0 with the bit clear. Bits
+5-7 must be 0 (bits 3 and 4 came with the same schema version: readers older than them refuse
+such entries as corrupt, so upgrade ingest before listeners).
 
 The raw frame is stored as opaque bytes: invalid UTF-8, malformed JSON or an empty frame
 round-trip byte-exact, because the envelope never parses the frame (dead letters are decided
@@ -50,7 +51,8 @@ _HAS_SID = 1
 _HAS_SEQ = 2
 _GAP = 4
 _RESYNC = 8
-_KNOWN_FLAGS = _HAS_SID | _HAS_SEQ | _GAP | _RESYNC
+_REPEAT = 16
+_KNOWN_FLAGS = _HAS_SID | _HAS_SEQ | _GAP | _RESYNC | _REPEAT
 
 _CRC = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -69,6 +71,7 @@ class Frame(NamedTuple):
     seq: int | None = None
     gap: bool = False  # the listener saw a seq gap on this sid right before this frame
     resync: bool = False  # a book snapshot the listener requested to repair a gap
+    repeat: bool = False  # a seq this connection's sid already delivered: kept raw only
 
 
 class EnvelopeError(Exception):
@@ -116,6 +119,8 @@ class BatchBuilder:
             flags |= _GAP
         if frame.resync:
             flags |= _RESYNC
+        if frame.repeat:
+            flags |= _REPEAT
         try:
             head = _FRAME_HEAD.pack(frame.recv_ns, sid, seq, flags, index, len(raw))
         except struct.error as exc:
@@ -237,6 +242,7 @@ def decode_frames(data: bytes, count: int) -> list[Frame]:
                 seq if flags & _HAS_SEQ else None,
                 bool(flags & _GAP),
                 bool(flags & _RESYNC),
+                bool(flags & _REPEAT),
             )
         )
         offset = stop

@@ -160,3 +160,21 @@ def test_requested_snapshots_are_stored_as_resync(
     assert counts["orderbook_snapshots"] == 2
     stored = _all(fresh_pg, "SELECT seq, source FROM orderbook_snapshots ORDER BY seq")
     assert stored == [(2, "ws"), (9, "resync")]
+
+
+def test_an_exchange_resend_is_stored_once(fresh_pg: psycopg2.extensions.connection) -> None:
+    """The listener flags a seq its sid already delivered (issue 9 item 5): the resend is kept
+    in the raw batches, but no second delta row is written at its later receive time."""
+    now = time.time_ns()
+    first = [Frame(_delta(seq), now + seq, "conn-r", 7, seq) for seq in (1, 2, 3)]
+    resend = [Frame(_delta(2), now + 50, "conn-r", 7, 2, False, False, True)]
+    entries = [_entry(first, 1), _entry(resend, 2)]
+    counts = write_entries(fresh_pg, entries, gatherer=GATHERER, stream=STREAM)
+    assert counts["orderbook_deltas"] == 3 and counts["raw_frames"] == 4
+    seqs = _all(fresh_pg, "SELECT seq FROM orderbook_deltas ORDER BY 1")
+    assert [seq for (seq,) in seqs] == [1, 2, 3]
+    (data,) = _all(fresh_pg, "SELECT data FROM raw_batches WHERE batch_seq = 2")[0]
+    assert decode_frames(data, 1) == resend  # the repeat flag survives the envelope
+    # The reference path (general mappers only) agrees.
+    assert len([r for r in entry_rows(entries, gatherer=GATHERER, stream=STREAM)
+                if type(r).__name__ == "OrderbookDeltaRow"]) == 3  # fmt: skip

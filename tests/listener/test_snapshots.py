@@ -47,3 +47,32 @@ def test_an_unanswered_get_snapshot_is_asked_again_then_resubscribed(
     # The stalled resnapshot is a recorded hole for those books until the fresh snapshots.
     holes = [r for r in control if r["event"] == "hole_closed" and r["cause"] == "seq_gap"]
     assert len(holes) >= 2
+
+
+def test_a_resent_seq_is_flagged_as_a_repeat(
+    sim_factory, gatherer: str, redis_test_url: str, tmp_path: Path
+) -> None:
+    """Issue 9 item 5: the exchange sending a (sid, seq) again is marked in the envelope, so
+    ingest stores that delta once (tests/db/test_ingest_write_path.py)."""
+    sim = sim_factory(
+        "--markets", "6", "--rate", "300", "--repeat-seq-every", "25", "--epoch-ms", str(EPOCH_MS)
+    )  # fmt: skip
+    settings = make_settings(gatherer, redis_test_url, sim, tmp_path)
+
+    async def scenario() -> None:
+        run = Running(Listener(settings, fast_listener(markets_per_connection=6)))
+        await run.until(lambda: run.subscribed(6))
+        await run.until(lambda: run.listener.stats.seq_duplicates >= 3, timeout=20)
+        await run.finish()
+
+    asyncio.run(scenario())
+    seen: set[tuple[str, int, int]] = set()
+    repeats = 0
+    for frame in sorted(read_published(redis_test_url, gatherer).data, key=lambda f: f.recv_ns):
+        if frame.sid is None or frame.seq is None or b'"orderbook_' not in frame.raw[:40]:
+            continue  # replies carry a seq too, but only data frames are sequence-checked
+        key = (frame.conn_id, frame.sid, frame.seq)
+        assert frame.repeat == (key in seen), key  # only a later copy is a repeat
+        repeats += frame.repeat
+        seen.add(key)
+    assert repeats >= 3
