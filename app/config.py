@@ -157,7 +157,10 @@ class StreamSettings(_Section):
 
     # -- backpressure (listener) ---------------------------------------------------------------
     high_water_entries: int = Field(
-        20_000, ge=0, description="spill when a stream holds this many entries (0 = off)"
+        20_000,
+        ge=0,
+        description="spill when a stream's slowest consumer group has this many unread "
+        "entries (0 = off)",
     )
     high_water_memory_bytes: int = Field(
         2 * GIB, ge=0, description="spill when Redis used_memory passes this (0 = off)"

@@ -19,7 +19,8 @@ How a frame travels:
    as already published. That makes every retry - after a timeout, a lost reply, a restart
    replaying a journal - idempotent: nothing is lost and nothing is added twice.
 3. Backpressure, never drop (RTR-9): when Redis refuses, times out, is unreachable, a stream
-   reaches `high_water_entries`, Redis `used_memory` reaches `high_water_memory_bytes`, or
+   has `high_water_entries` entries its slowest group has not read, Redis `used_memory`
+   reaches `high_water_memory_bytes`, or
    the in-memory bound `max_buffered_bytes` is reached, the publisher switches to *spilling*:
    every sealed batch (in-flight ones first, in order) is appended to the on-disk journal and
    the memory is released. A probe with exponential backoff waits for Redis to recover (and to
@@ -66,6 +67,33 @@ logger = logging.getLogger("kalshi_data.streams.publisher")
 # ARGV[1] high-water entries (0 = off), ARGV[2] key ttl s, ARGV[3] publisher id,
 # then per batch: seq, frame count, data. Returns {processed, added, status, detail}.
 PUBLISH_LUA = """
+-- Entries of a stream its slowest consumer group has not read yet (XLEN when no group exists
+-- yet, or when Redis cannot tell a group's lag): the backlog the high-water mark bounds.
+local function unread(key)
+  local groups = redis.pcall('XINFO', 'GROUPS', key)
+  if type(groups) == 'table' and groups.err then
+    return 0
+  end
+  if #groups == 0 then
+    return redis.call('XLEN', key)
+  end
+  local worst = 0
+  for _, group in ipairs(groups) do
+    local lag = false
+    for j = 1, #group, 2 do
+      if group[j] == 'lag' then
+        lag = group[j + 1]
+      end
+    end
+    if not lag then
+      lag = redis.call('XLEN', key)
+    end
+    if lag > worst then
+      worst = lag
+    end
+  end
+  return worst
+end
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local last_s = nil
 local high = tonumber(ARGV[1])
@@ -75,7 +103,7 @@ for i = 2, #KEYS do
   local base = 4 + (i - 2) * 3
   local seq = tonumber(ARGV[base])
   if seq > last then
-    if high > 0 and redis.call('XLEN', KEYS[i]) >= high then
+    if high > 0 and unread(KEYS[i]) >= high then
       status, detail = 'highwater', KEYS[i]
       break
     end

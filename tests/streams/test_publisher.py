@@ -342,3 +342,28 @@ async def test_a_damaged_journal_segment_reports_what_it_may_have_lost(
     assert (from_ns, to_ns) == (received[-1], written_ns)
     assert pub.stats.journal_torn_bytes == 6
     await pub.close()
+
+
+async def test_the_high_water_mark_counts_unread_entries_not_the_stream_length(
+    client, names, fast_settings, redis_test_url
+) -> None:
+    """Issue 9 item 7: entries every consumer group has read (kept until the trim job runs)
+    are no backlog; entries a group has not read yet are."""
+    settings = fast_settings.model_copy(update={"high_water_entries": 3})
+    for _ in range(5):
+        client.xadd(names.trade, {"read": "x"})
+    client.xgroup_create(names.trade, "writers", id="0")
+    client.xreadgroup("writers", "c1", {names.trade: ">"})  # all read: lag 0, XLEN 5
+    pub = await started(redis_test_url, names, settings.journal_dir, settings)
+    for i in range(20):
+        pub.add(names.trade, frame("t", i))
+    assert await pub.flush(5)
+    assert not pub.spilling and pub.stats.frames_spilled == 0
+    assert client.xlen(names.trade) > 5  # published on top of the read entries
+    # Now the group falls behind: what it has not read is the backlog (one entry per flush).
+    for i in range(6):
+        pub.add(names.trade, frame("u", i))
+        await pub.flush(0.5)
+    assert pub.spilling and "highwater" in pub.stats.last_error
+    assert pub.stats.frames_spilled >= 1
+    await pub.close()
