@@ -64,15 +64,20 @@ def hours_between(since: datetime, until: datetime, now: datetime) -> list[datet
     return hours
 
 
-def capture_start(conn: Any, gatherer: str) -> datetime | None:
-    """When the gatherer's capture began: its first connection session or hole, if any.
+def capture_start(conn: Any, gatherer: str | None) -> datetime | None:
+    """When capture began: the first listener start of the gatherer (of every gatherer with
+    None), i.e. its first connection session or `not_subscribed` hole, if any.
 
-    Before it there is no claim at all; `least` ignores a NULL side."""
+    Before it there is no claim at all. Holes of other causes do not count: a disconnect hole
+    starts a lead before the last delivery, and a successor may record holes of a predecessor
+    whose sessions are not in this database; `least` ignores a NULL side."""
+    scope = "" if gatherer is None else " AND gatherer = %(g)s"
     with dbapi_connection(conn).cursor() as cur:
         cur.execute(
             "SELECT least("
-            "(SELECT min(opened_at) FROM connection_sessions WHERE gatherer = %(g)s), "
-            "(SELECT min(from_at) FROM capture_holes WHERE gatherer = %(g)s))",
+            f"(SELECT min(opened_at) FROM connection_sessions WHERE true{scope}), "
+            "(SELECT min(from_at) FROM capture_holes WHERE cause = 'not_subscribed'"
+            f"{scope}))",
             {"g": gatherer},
         )
         row = cur.fetchone()

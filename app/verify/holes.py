@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app.coverage import capture_start as coverage_capture_start
+
 # The subscription channel each exchange message type arrives on (kalshi-api.md §3.5).
 CHANNEL_OF_TYPE = {
     "orderbook_snapshot": "orderbook_delta",
@@ -71,20 +73,8 @@ def read_holes(conn: Any, gatherer: str | None) -> list[Hole]:
 
 
 def capture_start(conn: Any, gatherer: str | None) -> int | None:
-    """The first listener start: its first `not_subscribed` hole, else its first session."""
-    where, params = _where(gatherer)
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT min(from_at) FROM capture_holes"
-            + (where + " AND" if where else " WHERE")
-            + " cause = 'not_subscribed'",
-            params,
-        )
-        first_hole = cur.fetchone()[0]
-        cur.execute("SELECT min(opened_at) FROM connection_sessions" + where, params)
-        first_session = cur.fetchone()[0]
-    starts = [t for t in (ns_of(first_hole), ns_of(first_session)) if t is not None]
-    return min(starts) if starts else None
+    """The first listener start (`app.coverage.capture_start`), in ns."""
+    return ns_of(coverage_capture_start(conn, gatherer))
 
 
 class HoleIndex:

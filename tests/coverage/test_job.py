@@ -133,6 +133,7 @@ def test_the_job_refreshes_its_window_commits_and_sets_the_gauge(
 
 def test_a_run_in_progress_makes_another_a_no_op(db, migrated_database: str, gatherer: str) -> None:
     add_market(db, "A", T0 - timedelta(days=1), None)
+    add_session(db, at(11), gatherer=gatherer)  # capture starts with the listener
     add_hole(db, "k1", "ticker", at(11), None, gatherer=gatherer)  # open: every hour missing
     settings = Settings(gatherer=gatherer, database_url=migrated_database)
     holder = psycopg2.connect(migrated_database)
@@ -176,6 +177,7 @@ def test_beat_runs_the_refresh_on_the_jobs_queue_at_its_interval(
 ) -> None:
     now = datetime.now(UTC)
     add_market(db, "A", now - timedelta(days=1), None)
+    add_session(db, now - timedelta(hours=5), gatherer=gatherer)
     add_hole(db, "k1", "ticker", now - timedelta(hours=5), None, gatherer=gatherer)
     env = clean_env(
         KD_DATABASE_URL=migrated_database,
