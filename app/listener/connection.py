@@ -41,7 +41,7 @@ from app.listener.control import (
     GAP_RECOVERED,
     SESSION_CLOSED,
     SESSION_OPENED,
-    encode_control,
+    control_frame,
     gap_fields,
 )
 from app.listener.heartbeat import SessionInfo
@@ -856,34 +856,14 @@ class ConnectionManager:
         """Publish a hole record; one without a session names the shard as its connection."""
         if event == "hole_opened":
             self._stats.holes_opened += 1
-        self._publisher.add(
-            self._control_stream,
-            Frame(
-                encode_control(event, **fields),
-                time.time_ns(),
-                fields.get("conn_id") or f"{self.gatherer}-{self.shard}",
-                None,
-                None,
-                False,
-            ),
-        )
+        conn_id = fields.get("conn_id") or f"{self.gatherer}-{self.shard}"
         self._stats.control_frames += 1
+        self._publisher.add(self._control_stream, control_frame(event, fields, conn_id))
 
     def _control(self, event: str, session: _Session, **fields: Any) -> None:
         """Publish a control record (docs/listener.md) on the control stream."""
-        sid = fields.get("sid")
         self._stats.control_frames += 1
-        self._publisher.add(
-            self._control_stream,
-            Frame(
-                encode_control(event, **fields),
-                time.time_ns(),
-                session.conn_id,
-                sid if isinstance(sid, int) else None,
-                None,
-                False,
-            ),
-        )
+        self._publisher.add(self._control_stream, control_frame(event, fields, session.conn_id))
 
 
 def _last_alive_ns(session: _Session, info: CloseInfo) -> int:

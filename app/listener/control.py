@@ -31,6 +31,7 @@ drains see them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import orjson
 
 from app.db.rows import SequenceGapRow
+from app.streams.envelope import Frame
 from app.streams.names import StreamNames
 
 CONTROL_TYPE = "kd_control"
@@ -76,6 +78,18 @@ def control_stream(gatherer: str) -> str:
 
 def encode_control(event: str, **fields: Any) -> bytes:
     return orjson.dumps({"type": CONTROL_TYPE, "v": CONTROL_VERSION, "event": event, **fields})
+
+
+def control_frame(event: str, fields: Mapping[str, Any], conn_id: str) -> Frame:
+    """A control record as a frame for the control stream: received now, on `conn_id` (the
+    session concerned), with the record's sid when it has one."""
+    sid = fields.get("sid")
+    return Frame(
+        encode_control(event, **fields),
+        time.time_ns(),
+        conn_id,
+        sid if isinstance(sid, int) and not isinstance(sid, bool) else None,
+    )
 
 
 def gap_fields(

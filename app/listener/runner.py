@@ -29,7 +29,7 @@ from app.kalshi.backoff import Backoff
 from app.kalshi.errors import KalshiError
 from app.kalshi.rest import KalshiRest
 from app.listener.connection import ConnectionManager
-from app.listener.control import HOLE_CLOSED, HOLE_OPENED, control_stream, encode_control
+from app.listener.control import HOLE_CLOSED, HOLE_OPENED, control_frame, control_stream
 from app.listener.heartbeat import (
     RUNNING,
     STOPPED,
@@ -45,7 +45,7 @@ from app.listener.stats import ListenerStats
 from app.logs import log_event
 from app.metrics import MetricsServer
 from app.registry.feed import ChangeFeed, Snapshot
-from app.streams import Frame, JournalFull, StreamNames, StreamPublisher, open_redis
+from app.streams import JournalFull, StreamNames, StreamPublisher, open_redis
 
 log = logging.getLogger("kalshi_data.listener")
 
@@ -296,17 +296,8 @@ class Listener:
         log_event(log, "listener_journal_loss", logging.ERROR, segment=segment, problem=problem)
 
     def _publish_control(self, event: str, fields: dict[str, Any]) -> None:
-        self.publisher.add(
-            self.control_stream,
-            Frame(
-                encode_control(event, **fields),
-                time.time_ns(),
-                fields.get("conn_id") or f"{self.settings.gatherer}-listener",
-                None,
-                None,
-                False,
-            ),
-        )
+        conn_id = fields.get("conn_id") or f"{self.settings.gatherer}-listener"
+        self.publisher.add(self.control_stream, control_frame(event, fields, conn_id))
 
     async def _write_heartbeat(self, client: Any, state: str) -> None:
         sessions = [m.session_info() for m in self.managers.values()]

@@ -349,13 +349,17 @@ class StreamPublisher:
         is where the next listener starts the hole it records (docs/holes.md).
         """
         now = time.time_ns() if now_ns is None else now_ns
+        self._prune_first_ns()
+        candidates = [batch.first_ns for batch in self._buffers.values()]
+        candidates.extend(self._first_ns.values())
+        return min([now, *candidates])
+
+    def _prune_first_ns(self) -> None:
+        """Forget the first-frame times of batches that are no longer only in memory."""
         pending = [*self._sealed, *([] if self._inflight_abandoned else self._inflight)]
         alive = {record.seq for record in pending}
         for seq in [seq for seq in self._first_ns if seq not in alive]:
             del self._first_ns[seq]
-        candidates = [batch.first_ns for batch in self._buffers.values()]
-        candidates.extend(self._first_ns[seq] for seq in alive if seq in self._first_ns)
-        return min([now, *candidates])
 
     # -- sealing and spilling (synchronous, called from add) --------------------------------
 
@@ -368,6 +372,8 @@ class StreamPublisher:
         )
         self._buffered_bytes += len(data) - batch.nbytes
         self._first_ns[self._seq] = batch.first_ns
+        if len(self._first_ns) > 2 * (len(self._sealed) + len(self._inflight)) + 256:
+            self._prune_first_ns()  # bounded without a heartbeat reading it (amortized O(1))
         self._sealed.append(record)
         if self._spilling:
             self._spill_sealed()

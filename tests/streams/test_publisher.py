@@ -367,3 +367,22 @@ async def test_the_high_water_mark_counts_unread_entries_not_the_stream_length(
     assert pub.spilling and "highwater" in pub.stats.last_error
     assert pub.stats.frames_spilled >= 1
     await pub.close()
+
+
+async def test_the_durability_bound_stays_bounded_without_anyone_reading_it(
+    client, names, fast_settings, redis_test_url
+) -> None:
+    """The first-frame times kept for `durable_before_ns` are forgotten as batches land, even
+    when no heartbeat ever asks (a publisher outside the listener)."""
+    settings = fast_settings.model_copy(update={"batch_frames": 1})
+    pub = await started(redis_test_url, names, settings.journal_dir, settings)
+    for i in range(2_000):
+        pub.add(names.trade, frame("b", i))  # one batch each
+        if i % 100 == 99:
+            assert await pub.flush(10)
+    # At most the slack (256) plus twice the batches waiting when it was last pruned (100).
+    assert len(pub._first_ns) <= 256 + 2 * 100 + 1
+    before = time.time_ns()
+    assert pub.durable_before_ns() >= before  # everything landed: the bound is now
+    assert pub._first_ns == {}
+    await pub.close()
