@@ -32,7 +32,15 @@ def test_sequence_tracker_verdicts() -> None:
     gap = tracker.check(1, 4)
     assert gap.verdict is Verdict.GAP and gap.expected == 2
     assert tracker.check(1, 4).verdict is Verdict.DUPLICATE
+    # A skipped seq that turns up after all is an original, once; then a repeat.
+    assert tracker.check(1, 3).verdict is Verdict.LATE
+    assert tracker.check(1, 3).verdict is Verdict.DUPLICATE
+    assert tracker.check(1, 1).verdict is Verdict.DUPLICATE
     assert tracker.check(1, 5).verdict is Verdict.OK
+    huge = tracker.check(1, 5 + 10_000)  # a huge gap remembers only its newest skipped seqs
+    assert huge.verdict is Verdict.GAP
+    assert tracker.check(1, 5 + 10_000 - 1).verdict is Verdict.LATE
+    assert tracker.check(1, 7).verdict is Verdict.DUPLICATE
     assert tracker.check(9, 7).verdict is Verdict.FIRST
     assert tracker.check(9, 8).verdict is Verdict.OK
     tracker.forget(1)
