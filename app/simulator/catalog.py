@@ -27,11 +27,15 @@ SERIES_PREFIX = "KXSIM"
 
 _CATEGORIES = ("Economics", "Crypto", "Climate and Weather", "Financials", "Politics", "Sports")
 _FREQUENCIES = ("daily", "weekly", "hourly", "monthly")
-_FEE_TYPES = ("quadratic", "quadratic_with_maker_fees", "flat")
+FEE_TYPES = ("quadratic", "quadratic_with_maker_fees", "flat")
 
 GRID_LINEAR = 0
 GRID_DECI = 1
 GRID_TAPERED = 2
+GRID_CENTER = 3  # center_deci_edge_centi_cent (kalshi-api.md §9)
+# Exchange shards (kalshi-api.md §9, 2026-07-30): Crypto and Sports series trade on their own
+# exchange instances; everything else on instance 0.
+EXCHANGE_INDEX = {"Crypto": 1, "Sports": 2}
 
 
 def _letters(number: int) -> str:
@@ -73,6 +77,7 @@ class SeriesSpec:
     tags: tuple[str, ...]
     fee_type: str
     fee_multiplier: float
+    exchange_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,8 @@ class EventSpec:
     title: str
     sub_title: str
     category: str
+    frequency: str  # the series' frequency: the event's `product_metadata.cadence`
+    exchange_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,7 @@ class MarketSpec:
     created_ns: int
     open_ns: int
     close_ns: int  # the scheduled close; a close_date_updated may postpone the live one
+    exchange_index: int
 
 
 class Catalog:
@@ -189,10 +197,18 @@ class Catalog:
     # ---- static metadata ---------------------------------------------------------------
 
     def grid_code(self, index: int) -> int:
+        """The grid a market is created with (a `price_level_structure_updated` may refine it)."""
         if self.legacy:
             return GRID_LINEAR  # sub-penny grids only went live on 2026-03-09
         roll = derive(self.seed, 3, index) % 100
-        return GRID_LINEAR if roll < 80 else GRID_DECI if roll < 95 else GRID_TAPERED
+        if roll < 75:
+            return GRID_LINEAR
+        if roll < 80:
+            return GRID_CENTER
+        return GRID_DECI if roll < 95 else GRID_TAPERED
+
+    def exchange_index(self, series: int) -> int:
+        return EXCHANGE_INDEX.get(_CATEGORIES[series % len(_CATEGORIES)], 0)
 
     def market_id(self, index: int) -> str:
         return uuid_from_bits(derive(self.seed, 1, index) << 64 | derive(self.seed, 2, index))
@@ -227,6 +243,7 @@ class Catalog:
             created_ns=created,
             open_ns=opened,
             close_ns=close,
+            exchange_index=self.exchange_index(series),
         )
 
     def grid(self, index: int) -> TickGrid:
@@ -242,6 +259,8 @@ class Catalog:
             title=f"Simulated index {series_ticker} at event {event}",
             sub_title=f"Event {event}",
             category=_CATEGORIES[series % len(_CATEGORIES)],
+            frequency=_FREQUENCIES[series % len(_FREQUENCIES)],
+            exchange_index=self.exchange_index(series),
         )
 
     def series(self, series: int) -> SeriesSpec:
@@ -254,8 +273,9 @@ class Catalog:
             category=category,
             frequency=_FREQUENCIES[series % len(_FREQUENCIES)],
             tags=(category.split()[0], "Simulated"),
-            fee_type=_FEE_TYPES[series % len(_FEE_TYPES)],
+            fee_type=FEE_TYPES[series % len(FEE_TYPES)],
             fee_multiplier=1 if series % 3 else 0.5,
+            exchange_index=self.exchange_index(series),
         )
 
     def events_for_markets(self, market_count: int) -> int:

@@ -1,9 +1,11 @@
 """WebSocket commands: subscribe, unsubscribe, update_subscription, list_subscriptions.
 
-kalshi-api.md §3.2-§3.4. Every malformed command is answered with the documented error code
-and nothing else changes. Replies carry the command's `id` when it sent a non-zero integer one.
-`unsubscribed` and `ok` replies report the sid's current `seq` without consuming one; every
-snapshot consumes one (§3.6; the open question there is settled this way and documented).
+kalshi-api.md §3.2-§3.4 and §9. Every malformed command is answered with the documented error
+code and nothing else changes. Replies carry the command's `id` when it sent a non-zero integer
+one. Every snapshot consumes a seq. `unsubscribed` and `ok` replies on a sequenced sid carry a
+`seq` too (§3.6, an open question in §7.1, so both answers are simulated): by default the sid's
+current position (the last seq sent; nothing consumed), with `ack_consumes_seq` the sid's next
+seq, which the ack then consumes (the next data frame has seq + 1).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from app.simulator.connection import Connection, Subscription
 from app.simulator.exchange import Exchange
 from app.simulator.hub import LIFECYCLE, ORDERBOOK, TICKER, TRADE, Hub
 
-ERROR_MESSAGES = {
+ERROR_MESSAGES = {  # the official list 1-28 (kalshi-api.md §3.4, §9)
     1: "Unable to process message",
     2: "Params required",
     3: "Channels required",
     4: "Subscription IDs required",
     5: "Unknown command",
+    6: "Already subscribed",  # retired: never emitted
     7: "Unknown subscription ID",
     8: "Unknown channel name",
     9: "Authentication required",
@@ -34,7 +37,17 @@ ERROR_MESSAGES = {
     15: "Action required",
     16: "Market not found",
     17: "Internal error",
+    18: "Command timeout",
+    19: "shard_factor must be > 0",
+    20: "shard_factor is required when shard_key is set",
+    21: "shard_key must be >= 0 and < shard_factor",
+    22: "shard_factor must be <= 100",
+    23: "Match IDs required",
+    24: "Index IDs required",
     25: "Subscription buffer overflow",
+    26: "Subscription market limit exceeded",
+    27: "Too many requests",
+    28: "Underlying tickers required",
 }
 
 
@@ -43,6 +56,8 @@ class ChannelRule:
     needs_auth: bool
     markets: str  # "required" | "optional" | "none"
     silent: bool  # accepted, but the simulator has nothing to publish on it
+    # A list parameter the channel cannot do without, and the error code when it is missing.
+    requires: tuple[str, int] | None = None
 
 
 CHANNELS: dict[str, ChannelRule] = {
@@ -51,12 +66,20 @@ CHANNELS: dict[str, ChannelRule] = {
     TRADE: ChannelRule(False, "optional", False),
     LIFECYCLE: ChannelRule(False, "none", False),
     "multivariate_market_lifecycle": ChannelRule(False, "none", True),
-    "multivariate": ChannelRule(False, "none", True),
     "fill": ChannelRule(True, "optional", True),
     "market_positions": ChannelRule(True, "optional", True),
     "user_orders": ChannelRule(True, "optional", True),
     "order_group_updates": ChannelRule(True, "none", True),
     "communications": ChannelRule(True, "none", True),
+    # Reference prices (§9): accepted and silent, parameters checked.
+    "pyth_value": ChannelRule(False, "none", True, ("underlying_tickers", 28)),
+    "cfbenchmarks_value": ChannelRule(True, "none", True, ("index_ids", 24)),
+    "cfbenchmarks_value_5hz": ChannelRule(True, "none", True, ("index_ids", 24)),
+}
+# `multivariate` was removed on 2026-08-06 (§9: error 8 since); the legacy format predates that.
+LEGACY_CHANNELS: dict[str, ChannelRule] = {
+    **CHANNELS,
+    "multivariate": ChannelRule(False, "none", True),
 }
 ACTIONS = ("add_markets", "delete_markets", "get_snapshot")
 # Snapshots are built this many markets at a time, letting other connections and the order
@@ -84,9 +107,11 @@ def error_message(code: int, command_id: int | None, **extra: Any) -> dict[str, 
 class CommandHandler:
     """Parses and executes client commands against the hub and the exchange."""
 
-    def __init__(self, hub: Hub, exchange: Exchange) -> None:
+    def __init__(self, hub: Hub, exchange: Exchange, ack_consumes_seq: bool = False) -> None:
         self.hub = hub
         self.exchange = exchange
+        self.ack_consumes_seq = ack_consumes_seq
+        self.channels = LEGACY_CHANNELS if exchange.catalog.legacy else CHANNELS
 
     def handle_text(self, conn: Connection, text: str | bytes) -> None:
         try:
@@ -105,6 +130,13 @@ class CommandHandler:
             self._dispatch(conn, command, command_id)
         except CommandError as exc:
             extra = {"market_ticker": exc.market_ticker} if exc.market_ticker else {}
+            if exc.code == 16 and extra and self.hub.nameless_16 > 0:
+                self.hub.nameless_16 -= 1
+                extra = {}
+                conn.recorder.fault(
+                    {"fault": "nameless_16", "source": "admin", "conn": conn.id,
+                     "market_ticker": exc.market_ticker}
+                )  # fmt: skip
             conn.send_json(error_message(exc.code, command_id, **extra))
 
     def _dispatch(self, conn: Connection, command: dict[str, Any], command_id: int | None) -> None:
@@ -167,9 +199,10 @@ class CommandHandler:
             conn.pending.append((sub, rest, index))
 
     def snapshot_chunk(self, sub: Subscription, indexes: list[int], index: bool) -> None:
+        exchange = self.exchange
         for market in indexes:
-            yes, no = self.exchange.book(market)
-            self.hub.send_snapshot(sub, market, yes, no)
+            yes, no = exchange.book(market)
+            self.hub.send_snapshot(sub, market, yes, no, exchange.grid(market).places)
         if index:
             self.hub.index_markets(sub, indexes)
 
@@ -197,29 +230,46 @@ class CommandHandler:
         channels = params.get("channels")
         if not isinstance(channels, list) or not channels:
             raise CommandError(3)
+        known = self.channels
         for channel in channels:
-            if not isinstance(channel, str) or channel not in CHANNELS:
+            if not isinstance(channel, str) or channel not in known:
                 raise CommandError(8)
         if "market_id" in params or "market_ids" in params:
             raise CommandError(11, "market_id(s) are not supported by the simulator")
+        yes_price = params.get("use_yes_price", False)
+        if not isinstance(yes_price, bool):
+            raise CommandError(11, "use_yes_price must be true or false")
         tickers = self._tickers(params)
         for channel in channels:
-            rule = CHANNELS[channel]
+            rule = known[channel]
             if rule.needs_auth and not conn.authenticated:
                 raise CommandError(9)
             if rule.markets == "required" and not tickers:
                 raise CommandError(14)
+            if rule.requires is not None:
+                name, code = rule.requires
+                value = params.get(name)
+                if not value:
+                    raise CommandError(code)
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise CommandError(11, f"{name} must be a list of strings")
         indexes = self._indexes(tickers) if tickers else []
         initial = params.get("send_initial_snapshot") is True
         skip_ack = params.get("skip_ticker_ack") is True
         for channel in dict.fromkeys(channels):
-            rule = CHANNELS[channel]
+            rule = known[channel]
             markets = set(indexes) if rule.markets != "none" and tickers else None
             sid = conn.next_sid
             conn.next_sid += 1
             sequenced = channel == ORDERBOOK or (channel == TRADE and self.hub.wire.trade_has_seq)
-            sub = Subscription(conn, sid, channel, markets, sequenced, skip_ack)
+            sub = Subscription(
+                conn, sid, channel, markets, sequenced, skip_ack, yes_price and channel == ORDERBOOK
+            )
             conn.subs[sid] = sub
+            if sub.yes_price:  # truth readers must know which frames use the YES scale
+                conn.recorder.connection(
+                    {"conn": conn.id, "event": "subscribed", "sid": sid, "use_yes_price": True}
+                )
             if not rule.silent:
                 self.hub.attach(sub, indexed=channel != ORDERBOOK)
             self._reply(conn, command_id, type="subscribed", msg={"channel": channel, "sid": sid})
@@ -242,7 +292,7 @@ class CommandHandler:
             self.hub.detach(sub)
             body: dict[str, Any] = {"type": "unsubscribed", "sid": sid}
             if sub.sequenced:
-                body["seq"] = sub.seq
+                body["seq"] = self._ack_seq(sub)
             self._reply(conn, command_id, **body)
 
     def _update(self, conn: Connection, params: dict[str, Any], command_id: int | None) -> None:
@@ -304,11 +354,17 @@ class CommandHandler:
     def _ok(self, conn: Connection, sub: Subscription, command_id: int | None) -> None:
         body: dict[str, Any] = {"type": "ok", "sid": sub.sid}
         if sub.sequenced:
-            body["seq"] = sub.seq
+            body["seq"] = self._ack_seq(sub)
         if not sub.skip_ack:
             tickers = sorted(self.exchange.catalog.market_ticker(i) for i in sub.markets or ())
             body["msg"] = {"market_tickers": tickers}
         self._reply(conn, command_id, **body)
+
+    def _ack_seq(self, sub: Subscription) -> int:
+        """The seq an ack on this sid carries: its next one (consumed) or its current one."""
+        if self.ack_consumes_seq:
+            sub.seq += 1
+        return sub.seq
 
     def _list(self, conn: Connection, command_id: int | None) -> None:
         listing = [{"channel": sub.channel, "sid": sid} for sid, sub in conn.subs.items()]

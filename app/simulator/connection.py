@@ -43,7 +43,17 @@ def frame_header(opcode: int, length: int) -> bytes:
 class Subscription:
     """One sid: a channel and, for market channels, its markets (None = every market)."""
 
-    __slots__ = ("channel", "conn", "deltas", "markets", "seq", "sequenced", "sid", "skip_ack")
+    __slots__ = (
+        "channel",
+        "conn",
+        "deltas",
+        "markets",
+        "seq",
+        "sequenced",
+        "sid",
+        "skip_ack",
+        "yes_price",
+    )
 
     def __init__(
         self,
@@ -53,6 +63,7 @@ class Subscription:
         markets: set[int] | None,
         sequenced: bool,
         skip_ack: bool,
+        yes_price: bool = False,
     ) -> None:
         self.conn = conn
         self.sid = sid
@@ -60,6 +71,7 @@ class Subscription:
         self.markets = markets
         self.sequenced = sequenced
         self.skip_ack = skip_ack
+        self.yes_price = yes_price  # use_yes_price: NO levels on the YES scale
         self.seq = 0
         self.deltas = 0
 

@@ -2,7 +2,8 @@
 
 One `step()` is one order-flow event (add liquidity, cancel, or trade against the best level)
 plus whatever lifecycle transitions have come due by its virtual time (create, open, pause,
-resume, close-date change, close, determine, settle). Every draw comes from one
+resume, close-date change, close, determine, settle; in the current format also metadata,
+price-level-structure and event-fee updates, kalshi-api.md §9). Every draw comes from one
 `random.Random(seed)` in step order and nothing here reads the wall clock, so a given seed,
 epoch, rate and market count always yield the same sequence of state changes: that sequence is
 the deterministic part of the ground truth (`exchange.jsonl`).
@@ -23,10 +24,10 @@ from typing import Any, Protocol
 import orjson
 
 from app.simulator.book import MarketState, best, draw_size, initial_market
-from app.simulator.catalog import MARKETS_PER_EVENT, Catalog
+from app.simulator.catalog import FEE_TYPES, GRID_CENTER, MARKETS_PER_EVENT, Catalog
 from app.simulator.clock import VirtualClock, to_seconds
 from app.simulator.recorder import Recorder
-from app.simulator.ticks import GRIDS
+from app.simulator.ticks import GRIDS, TickGrid
 from app.simulator.trades import TradeLog
 from app.simulator.wire import wire_for
 from app.units import MICROS_PER_DOLLAR, micros_to_dollars
@@ -40,6 +41,11 @@ HOT_MARKETS = 2000  # order flow concentrates on about this many markets ...
 HOT_SHARE = 0.95  # ... this share of the time (most real markets are quiet)
 PAUSES_PER_MARKET = 0.2  # expected deactivate/activate cycles over a market's life
 CLOSE_UPDATES_PER_MARKET = 0.2  # expected close_date_updated events over a market's life
+# Current format only (these events did not exist in late 2025), per market life:
+METADATA_UPDATES_PER_MARKET = 0.1  # metadata_updated (a new floor strike)
+STRUCTURE_UPDATES_PER_MARKET = 0.1  # price_level_structure_updated (onto the $0.0001 grid)
+FEE_UPDATES_PER_MARKET = 0.05  # event_fee_update of the market's event
+FEE_MULTIPLIERS = (0.5, 1, 2)
 
 
 class ExchangeListener(Protocol):
@@ -59,6 +65,8 @@ class ExchangeListener(Protocol):
 
     def event_created(self, event_index: int, ts_ns: int) -> None: ...
 
+    def event_fee_update(self, event_index: int, fields: dict[str, Any], ts_ns: int) -> None: ...
+
 
 class MarketView:
     """A read-only picture of one market for REST rendering (state or computed on the fly)."""
@@ -66,6 +74,8 @@ class MarketView:
     __slots__ = (
         "close_ns",
         "dollar_volume",
+        "floor_strike",
+        "grid_code",
         "index",
         "last_price",
         "no_bid",
@@ -83,6 +93,8 @@ class MarketView:
     )
 
     index: int
+    grid_code: int  # the live price level structure (index into GRIDS)
+    floor_strike: int  # the live strike (metadata_updated may move it)
     status: int
     result: int
     close_ns: int
@@ -137,6 +149,16 @@ class Exchange:
         per_step = (n / life_s) / clock.rate  # market births per step in steady state
         self._p_pause = PAUSES_PER_MARKET * per_step
         self._p_close_update = self._p_pause + CLOSE_UPDATES_PER_MARKET * per_step
+        extra = 0.0 if catalog.legacy else per_step
+        self._p_metadata = self._p_close_update + METADATA_UPDATES_PER_MARKET * extra
+        self._p_structure = self._p_metadata + STRUCTURE_UPDATES_PER_MARKET * extra
+        self._p_fee = self._p_structure + FEE_UPDATES_PER_MARKET * extra
+        # What those updates changed (everything else about a market is in the catalog).
+        self.grid_codes: dict[int, int] = {}  # market -> refined grid code
+        self.floor_strikes: dict[int, int] = {}  # market -> updated floor strike
+        self.event_fees: dict[int, tuple[str | None, float | None]] = {}  # event -> overrides
+        self.event_updated_ns: dict[int, int] = {}  # event -> last fee update
+        self.series_volume = [0] * catalog.series_count  # hundredths traded in this run
         self._pause_ns = max(1, catalog.lifetime_ns // 50)
         self._postpone_ns = max(1, catalog.lifetime_ns // 10)
         # Lifecycle queues; see catalog.py for why closes come in index order.
@@ -161,6 +183,18 @@ class Exchange:
     def event_count(self) -> int:
         return self.catalog.events_for_markets(self.count)
 
+    def grid_code(self, index: int) -> int:
+        """The market's live price level structure (its catalog grid unless updated)."""
+        code = self.grid_codes.get(index)
+        return self.catalog.grid_code(index) if code is None else code
+
+    def grid(self, index: int) -> TickGrid:
+        return GRIDS[self.grid_code(index)]
+
+    def floor_strike(self, index: int) -> int:
+        strike = self.floor_strikes.get(index)
+        return self.catalog.market(index).floor_strike if strike is None else strike
+
     def book(self, index: int) -> tuple[dict[int, int], dict[int, int]]:
         """The current (yes, no) bids of a market; do not mutate the result."""
         state = self.states.get(index)
@@ -174,6 +208,8 @@ class Exchange:
     def view(self, index: int) -> MarketView:
         view = MarketView()
         view.index = index
+        view.grid_code = self.grid_code(index)
+        view.floor_strike = self.floor_strike(index)
         view.status = self.status[index]
         view.result = self.result[index]
         view.close_ns = self.close_ns[index]
@@ -208,9 +244,10 @@ class Exchange:
                 index,
                 self.catalog.market_ticker(index),
                 self.catalog.market_id(index),
-                self.catalog.grid(index),
+                self.catalog.grid(index),  # the initial book is on the creation grid
                 self.whole_only,
             )
+            state.grid = self.grid(index)
             self.states[index] = state
         return state
 
@@ -219,7 +256,7 @@ class Exchange:
         state = self.states.get(index)
         if state is not None:
             return state
-        return MarketState(
+        state = MarketState(
             self.seed,
             index,
             self.catalog.market_ticker(index),
@@ -227,6 +264,8 @@ class Exchange:
             self.catalog.grid(index),
             self.whole_only,
         )
+        state.grid = self.grid(index)
+        return state
 
     def status_counts(self) -> dict[str, int]:
         return {name: self.status.count(code) for code, name in enumerate(STATUS_NAMES)}
@@ -250,6 +289,13 @@ class Exchange:
         roll = rng.random()
         if roll < self._p_close_update:
             self._lifecycle_action(ts, pause=roll < self._p_pause)
+        elif roll < self._p_fee:
+            if roll < self._p_metadata:
+                self._metadata_update(ts)
+            elif roll < self._p_structure:
+                self._structure_update(ts)
+            else:
+                self._fee_update(ts)
         else:
             index = self._pick_market()
             if index >= 0:
@@ -351,6 +397,7 @@ class Exchange:
         state.last_price = yes_price
         state.last_trade_size = count
         state.dollar_volume += yes_price * count
+        self.series_volume[(state.index // MARKETS_PER_EVENT) % self.catalog.series_count] += count
         number = self.trades.append(id_bits, state.index, yes_price, count, taker_yes, ts)
         self._delta(state, not taker_yes, price, -count, new_size, ts, b"trade", ticker=False)
         recorder = self.recorder
@@ -431,6 +478,61 @@ class Exchange:
                 heapq.heappush(self._postponed, (close, index))
             self._lifecycle(index, "close_date_updated", {"close_ts": to_seconds(close)}, ts)
         self._refresh_due()
+
+    def _metadata_update(self, ts: int) -> None:
+        """`metadata_updated`: the market's strike moves (kalshi-api.md §3.5)."""
+        index = self._pick_market()
+        if index < 0:
+            return
+        strike = self.floor_strike(index) + 5 * (1 + int(self.rng.random() * 10))
+        self.floor_strikes[index] = strike
+        self.updated_ns[index] = ts
+        fields = {
+            "floor_strike": strike,
+            "cap_strike": None,
+            "strike_type": "greater",
+            "custom_strike": None,
+            "yes_sub_title": f"Above {strike:,}",
+        }
+        self._lifecycle(index, "metadata_updated", fields, ts)
+
+    def _structure_update(self, ts: int) -> None:
+        """`price_level_structure_updated`: a market moves onto the $0.0001 grid.
+
+        That grid refines every other one, so every resting level stays valid (§9).
+        """
+        index = self._pick_market()
+        if index < 0 or self.grid_code(index) == GRID_CENTER:
+            return
+        self.grid_codes[index] = GRID_CENTER
+        grid = GRIDS[GRID_CENTER]
+        state = self.states.get(index)
+        if state is not None:
+            state.grid = grid
+        self.updated_ns[index] = ts
+        fields = {"price_level_structure": grid.structure, "price_ranges": grid.price_ranges()}
+        self._lifecycle(index, "price_level_structure_updated", fields, ts)
+
+    def _fee_update(self, ts: int) -> None:
+        """`event_fee_update` of the event of an active market (kalshi-api.md §3.5)."""
+        index = self._pick_market()
+        if index < 0:
+            return
+        event = index // MARKETS_PER_EVENT
+        rng = self.rng
+        choice = int(rng.random() * (len(FEE_TYPES) + 1))
+        fee_type = FEE_TYPES[choice] if choice < len(FEE_TYPES) else None
+        multiplier = FEE_MULTIPLIERS[int(rng.random() * len(FEE_MULTIPLIERS))]
+        override = None if fee_type is None else multiplier
+        self.event_fees[event] = (fee_type, override)
+        self.event_updated_ns[event] = ts
+        fields = {
+            "event_ticker": self.catalog.event_ticker(event),
+            "fee_type_override": fee_type,
+            "fee_multiplier_override": override,
+        }
+        self._record(b"event_fee_update", fields, ts)
+        self.listener.event_fee_update(event, fields, ts)
 
     def _refresh_due(self) -> None:
         catalog = self.catalog
@@ -547,6 +649,8 @@ class Exchange:
                 "custom_strike": None,
             },
         }
+        if not catalog.legacy:
+            fields["exchange_index"] = spec.exchange_index  # optional on `created` (§9)
         self._lifecycle(index, "created", fields, due)
 
     def _close(self, index: int, due: int) -> None:

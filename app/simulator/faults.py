@@ -9,7 +9,6 @@ affected frame is produced, with the frame that was never sent).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -17,6 +16,7 @@ import orjson
 from app.simulator.commands import ERROR_MESSAGES
 from app.simulator.connection import Connection
 from app.simulator.hub import Hub
+from app.simulator.options import PeriodicFaults
 from app.simulator.recorder import Recorder
 
 FAULT_KINDS = (
@@ -31,6 +31,7 @@ FAULT_KINDS = (
     "rest_5xx",
     "restart",
     "ignore_snapshot",
+    "nameless_16",
 )
 REST_5XX_STATUSES = (500, 502, 503, 504)
 TERMINAL_CODES = (10, 17, 25)  # the subscription (10, 17) or the connection (25) is gone
@@ -38,28 +39,6 @@ TERMINAL_CODES = (10, 17, 25)  # the subscription (10, 17) or the connection (25
 
 class FaultError(ValueError):
     """A fault request that cannot be applied (unknown kind, bad argument, unknown conn)."""
-
-
-@dataclass(frozen=True)
-class PeriodicFaults:
-    """Faults repeated on a schedule; 0 disables one."""
-
-    drop_every_s: float = 0.0
-    stall_every_s: float = 0.0
-    stall_seconds: float = 1.0
-    skip_seq_every: int = 0  # every Nth orderbook_delta of each sid is never sent
-    repeat_seq_every: int = 0  # every Nth orderbook_delta of each sid is sent twice
-    malformed_every_s: float = 0.0
-    unknown_type_every_s: float = 0.0
-    rest_429_every: int = 0  # every Nth REST API request gets 429
-    rest_5xx_every: int = 0  # every Nth REST API request gets 503
-
-    def describe(self) -> dict[str, float]:
-        """The enabled periodic faults (for meta.json)."""
-        enabled = {k: v for k, v in asdict(self).items() if v and k != "stall_seconds"}
-        if self.stall_every_s:
-            enabled["stall_seconds"] = self.stall_seconds
-        return enabled
 
 
 def malformed_payload(sid: int) -> bytes:
@@ -132,6 +111,11 @@ class FaultInjector:
                 raise FaultError(f"status must be one of {REST_5XX_STATUSES}")
             self._rest_pending.extend([status] * count)
             return {"type": kind, "armed": count, "status": status}
+        if kind == "nameless_16":
+            count = self._count(request)
+            self.hub.nameless_16 += count
+            # Recorded when an error goes out without its ticker (commands.py).
+            return {"type": kind, "armed": count}
         targets = self._targets(request)
         ids = [c.id for c in targets]
         if kind == "restart":

@@ -4,6 +4,10 @@ The hub indexes subscriptions by market so a change costs nothing when nobody li
 each message body once, and hands it to every subscription that carries it. `orderbook_delta`
 frames (and, in the legacy format, `trade` frames) take the subscription's next `seq`; one seq
 counter per sid runs across all of that sid's markets.
+
+An `orderbook_delta` subscription made with `use_yes_price` (kalshi-api.md §3.2) gets its NO-side
+levels on the YES price scale: a NO bid at p is shown at 1 - p (exact in micro-dollars), still
+as a NO level (`no_dollars_fp`, `side: "no"`). Such frames are built once per change as well.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from app.simulator.clock import to_seconds
 from app.simulator.connection import Connection, Subscription
 from app.simulator.trades import TradeLog
 from app.simulator.wire import CurrentWire
+from app.units import MICROS_PER_DOLLAR
 
 ORDERBOOK = "orderbook_delta"
 TICKER = "ticker"
@@ -38,6 +43,9 @@ class Hub:
         self._ticker_all: list[Subscription] = []
         self._trade_all: list[Subscription] = []
         self._lifecycle: list[Subscription] = []
+        # The `nameless_16` fault: this many "market not found" errors omit the market's ticker
+        # (any connection; real servers have sent a bare 16 for a many-market command).
+        self.nameless_16 = 0
 
     # ---- registry ----------------------------------------------------------------------
 
@@ -109,13 +117,21 @@ class Hub:
     # ---- snapshots on request ----------------------------------------------------------
 
     def send_snapshot(
-        self, sub: Subscription, index: int, yes: dict[int, int], no: dict[int, int]
+        self,
+        sub: Subscription,
+        index: int,
+        yes: dict[int, int],
+        no: dict[int, int],
+        places: int = 4,
     ) -> None:
         head = b'"market_ticker":"%s","market_id":"%s"' % (
             self.catalog.market_ticker(index).encode(),
             self.catalog.market_id(index).encode(),
         )
-        sub.conn.send_seq(sub, b"orderbook_snapshot", self.wire.snapshot(head, yes, no), False)
+        if sub.yes_price:
+            no = {MICROS_PER_DOLLAR - price: size for price, size in no.items()}
+        msg = self.wire.snapshot(head, yes, no, places)
+        sub.conn.send_seq(sub, b"orderbook_snapshot", msg, False)
 
     def send_ticker(self, sub: Subscription, state: MarketState, ts_ns: int) -> None:
         sub.conn.send(
@@ -132,14 +148,21 @@ class Hub:
         if not subs:
             return
         msg = self.wire.delta(state, is_yes, price, delta, ts_ns)
+        yes_scale = None  # the NO-side delta on the YES scale, built when first needed
         for sub in subs:
-            sub.conn.send_seq(sub, b"orderbook_delta", msg, True)
+            if sub.yes_price and not is_yes:
+                if yes_scale is None:
+                    flipped = MICROS_PER_DOLLAR - price
+                    yes_scale = self.wire.delta(state, is_yes, flipped, delta, ts_ns)
+                sub.conn.send_seq(sub, b"orderbook_delta", yes_scale, True)
+            else:
+                sub.conn.send_seq(sub, b"orderbook_delta", msg, True)
 
     def trade(self, state: MarketState, number: int, ts_ns: int) -> None:
         subs = self._trade.get(state.index)
         if not subs and not self._trade_all:
             return
-        msg = self.wire.trade(self.trades, number, state.ticker.encode())
+        msg = self.wire.trade(self.trades, number, state.ticker.encode(), state.grid.places)
         sequenced = self.wire.trade_has_seq
         for group in (self._trade_all, subs or ()):
             for sub in group:
@@ -170,15 +193,25 @@ class Hub:
         if not self._lifecycle:
             return
         spec = self.catalog.event(event_index)
-        msg = self.wire.event_lifecycle(
-            {
-                "event_ticker": spec.event_ticker,
-                "title": spec.title,
-                "subtitle": spec.sub_title,
-                "collateral_return_type": "",
-                "series_ticker": spec.series_ticker,
-                "strike_date": to_seconds(ts_ns) + self.catalog.lifetime_ns // 1_000_000_000,
-            }
-        )
+        fields: dict[str, Any] = {
+            "event_ticker": spec.event_ticker,
+            "title": spec.title,
+            "subtitle": spec.sub_title,
+            "collateral_return_type": "",
+            "series_ticker": spec.series_ticker,
+            "strike_date": to_seconds(ts_ns) + self.catalog.lifetime_ns // 1_000_000_000,
+        }
+        if not self.wire.legacy:
+            fields["exchange_index"] = spec.exchange_index  # required here since §9
+        msg = self.wire.event_lifecycle(fields)
         for sub in self._lifecycle:
             sub.conn.send(b'{"type":"event_lifecycle","sid":%d,"msg":%s}' % (sub.sid, msg), sub.sid)
+
+    def event_fee_update(self, event_index: int, fields: dict[str, Any], ts_ns: int) -> None:
+        if not self._lifecycle:
+            return
+        msg = self.wire.event_lifecycle(fields)
+        for sub in self._lifecycle:
+            sub.conn.send(
+                b'{"type":"event_fee_update","sid":%d,"msg":%s}' % (sub.sid, msg), sub.sid
+            )

@@ -26,7 +26,8 @@ CLOCK_FILE = "clock.tsv"
 # in truth.READABLE_TRUTH_FORMATS.
 TRUTH_FORMAT_VERSION = 2
 # Bumped whenever catalog, initial books or order flow change what a seed produces.
-GENERATOR_VERSION = "kalshi-data-sim/1"
+# 2: the $0.0001 grid, exchange_index, metadata/structure/fee updates (kalshi-api.md §9).
+GENERATOR_VERSION = "kalshi-data-sim/2"
 
 _BUFFER = 4 << 20
 

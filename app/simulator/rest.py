@@ -1,7 +1,7 @@
 """REST market-data endpoints under `/trade-api/v2` (kalshi-api.md §1).
 
-Handlers validate their query parameters strictly (a bad value is HTTP 400 with
-`{"code", "message"}`), page with opaque cursors, and render bodies through `views` in the
+Handlers validate their query parameters strictly (a bad value is HTTP 400 with an error body,
+`error_response`), page with opaque cursors, and render bodies through `views` in the
 configured field format. Pagination walks markets (and events) in creation order, so pages stay
 stable while new markets are appended at the end.
 
@@ -20,13 +20,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from app.simulator.catalog import MARKETS_PER_EVENT
+from app.simulator.catalog import EXCHANGE_INDEX, MARKETS_PER_EVENT
 from app.simulator.clock import NS_PER_S, rfc3339
 from app.simulator.exchange import CLOSED, FINALIZED, Exchange
-from app.simulator.views import STATUS_FILTERS, CurrentViews
+from app.simulator.views import STATUS_FILTERS, CurrentViews, EventLive
 
 API_PREFIX = "/trade-api/v2"
-MAX_EVENT_TICKERS = 10
 MAX_BATCH_ORDERBOOKS = 100
 MAX_TICKER_LENGTH = 200
 
@@ -43,7 +42,23 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+# The `message` of a nested error body; its `details` says what exactly was wrong.
+_SUMMARIES = {
+    400: "invalid parameters",
+    401: "authentication failed",
+    404: "not found",
+    405: "method not allowed",
+}
+
+
+def error_response(status: int, code: str, message: str, nested: bool = False) -> web.Response:
+    """An error body: flat `{"code", "message"}` (the spec's shape), or, with `nested`, the
+    `{"error": {"code", "message", "details"}}` seen in production (kalshi-api.md §9)."""
+    if nested:
+        summary = _SUMMARIES.get(status, message)
+        return json_response(
+            {"error": {"code": code, "message": summary, "details": message}}, status
+        )
     return json_response({"code": code, "message": message}, status)
 
 
@@ -212,6 +227,9 @@ class RestApi:
         count = self.exchange.count
         tickers = query.csv("tickers")
         events = query.csv("event_ticker")
+        if len(events) > 1 or len(query.raw.getall("event_ticker", [])) > 1:
+            # One event only since the 2026-03-03 docs (kalshi-api.md §9).
+            raise BadRequest("event_ticker takes exactly one event ticker")
         series_ticker = query.text("series_ticker")
         sets: list[set[int]] = []
         if tickers:
@@ -222,8 +240,6 @@ class RestApi:
                     found.add(index)
             sets.append(found)
         if events:
-            if len(events) > MAX_EVENT_TICKERS:
-                raise BadRequest(f"at most {MAX_EVENT_TICKERS} event tickers")
             found = set()
             for event_ticker in events:
                 event = self.catalog.event_index(event_ticker)
@@ -312,7 +328,8 @@ class RestApi:
         index = self._market_index(request.match_info["ticker"])
         depth = Query(request).integer("depth", None, 100) or 0
         yes, no = self.exchange.book(index)
-        return json_response(self.views.orderbook(yes, no, depth))
+        places = self.exchange.grid(index).places
+        return json_response(self.views.orderbook(yes, no, depth, places))
 
     async def orderbooks(self, request: web.Request) -> web.Response:
         tickers = Query(request).csv("tickers")
@@ -322,8 +339,10 @@ class RestApi:
         for ticker in tickers:
             if len(ticker) > MAX_TICKER_LENGTH:
                 raise BadRequest(f"tickers must be at most {MAX_TICKER_LENGTH} characters")
-            yes, no = self.exchange.book(self._market_index(ticker))
-            books.append({"ticker": ticker, **self.views.orderbook(yes, no, 0)})
+            index = self._market_index(ticker)
+            yes, no = self.exchange.book(index)
+            places = self.exchange.grid(index).places
+            books.append({"ticker": ticker, **self.views.orderbook(yes, no, 0, places)})
         return json_response({"orderbooks": books})
 
     # ---- trades ------------------------------------------------------------------------
@@ -371,7 +390,10 @@ class RestApi:
         numbers, next_before = trades.page(market, low_ns, high_ns, before, limit)
         return json_response(
             {
-                "trades": [self.views.trade(trades, n) for n in numbers],
+                "trades": [
+                    self.views.trade(trades, n, self.exchange.grid(trades.market[n]).places)
+                    for n in numbers
+                ],
                 "cursor": encode_cursor(kind, next_before) if next_before is not None else "",
             }
         )
@@ -385,8 +407,11 @@ class RestApi:
         return "settled" if all(s == FINALIZED for s in statuses) else "closed"
 
     def _render_event(self, event: int, nested: bool) -> dict[str, Any]:
-        strike_ns = self.catalog.scheduled_times(event * MARKETS_PER_EVENT)[2]
-        body = self.views.event(self.catalog.event(event), strike_ns)
+        created_ns, _, strike_ns = self.catalog.scheduled_times(event * MARKETS_PER_EVENT)
+        fee_type, multiplier = self.exchange.event_fees.get(event, (None, None))
+        updated_ns = self.exchange.event_updated_ns.get(event, created_ns)
+        live = EventLive(fee_type, multiplier, updated_ns)
+        body = self.views.event(self.catalog.event(event), strike_ns, live)
         if nested:
             body["markets"] = [self._render_market(i) for i in self._event_markets(event)]
         return body
@@ -447,7 +472,13 @@ class RestApi:
 
     # ---- series ------------------------------------------------------------------------
 
+    def _render_series(self, series: int) -> dict[str, Any]:
+        # A series' metadata never changes here: last updated when the exchange started.
+        volume = self.exchange.series_volume[series]
+        return self.views.series(self.catalog.series(series), volume, self.catalog.epoch_ns)
+
     async def series_list(self, request: web.Request) -> web.Response:
+        """Every matching series in one answer: `/series` is not paginated (§9)."""
         query = Query(request)
         category = query.text("category")
         tags = set(query.csv("tags"))
@@ -458,7 +489,7 @@ class RestApi:
                 continue
             if tags and not tags.intersection(spec.tags):
                 continue
-            result.append(self.views.series(spec))
+            result.append(self._render_series(s))
         return json_response({"series": result})
 
     async def series(self, request: web.Request) -> web.Response:
@@ -466,18 +497,23 @@ class RestApi:
         series = self.catalog.series_index(ticker)
         if series is None:
             raise NotFound(f"series {ticker} not found")
-        return json_response({"series": self.views.series(self.catalog.series(series))})
+        return json_response({"series": self._render_series(series)})
 
     # ---- exchange ----------------------------------------------------------------------
 
     async def exchange_status(self, request: web.Request) -> web.Response:
-        return json_response(
-            {
-                "exchange_active": True,
-                "trading_active": True,
-                "exchange_estimated_resume_time": None,
-            }
-        )
+        body: dict[str, Any] = {
+            "exchange_active": True,
+            "trading_active": True,
+            "exchange_estimated_resume_time": None,
+        }
+        if not self.views.legacy:  # exchange shards, kalshi-api.md §9
+            body["intra_exchange_transfers_active"] = True
+            body["exchange_index_statuses"] = [
+                {"exchange_index": index, "exchange_active": True, "trading_active": True}
+                for index in sorted({0, *EXCHANGE_INDEX.values()})
+            ]
+        return json_response(body)
 
     async def historical_cutoff(self, request: web.Request) -> web.Response:
         # Only trades move to the historical partition here: `/historical/markets` is not

@@ -81,9 +81,10 @@ class Simulator:
         self.exchange = Exchange(
             self.catalog, self.clock, self.recorder, self.hub, self.trades, options.max_events
         )
-        self.commands = CommandHandler(self.hub, self.exchange)
+        self.commands = CommandHandler(self.hub, self.exchange, options.ack_consumes_seq)
         self.faults = FaultInjector(self.hub, self.recorder, options.faults)
         self.buckets = TokenBuckets(options.rate_limit)
+        self._nested_errors = options.error_body == "nested"
         public_key = load_public_key(options.public_key_path) if options.public_key_path else None
         self.signatures = SignatureChecker(public_key)
         self.rest = RestApi(self.exchange, views_for(self.catalog), options.historical_lag_ns)
@@ -246,7 +247,7 @@ class Simulator:
             and self.signatures.enabled
             and self.options.rest_auth == "strict"
         ):
-            return error_response(401, "unauthorized", reason or "signature required")
+            return self._error(401, "unauthorized", reason or "signature required")
         key = request.headers.get(HEADER_KEY) or request.remote or "unknown"
         cost = DEFAULT_COST
         if path.endswith("/markets/orderbooks"):
@@ -257,13 +258,17 @@ class Simulator:
             response = await handler(request)
             return response
         except BadRequest as exc:
-            return error_response(400, "bad_request", str(exc))
+            return self._error(400, "bad_request", str(exc))
         except NotFound as exc:
-            return error_response(404, "not_found", str(exc))
+            return self._error(404, "not_found", str(exc))
         except web.HTTPNotFound:
-            return error_response(404, "not_found", f"no endpoint {path}")
+            return self._error(404, "not_found", f"no endpoint {path}")
         except web.HTTPMethodNotAllowed:
-            return error_response(405, "method_not_allowed", f"{request.method} not allowed")
+            return self._error(405, "method_not_allowed", f"{request.method} not allowed")
+
+    def _error(self, status: int, code: str, message: str) -> web.Response:
+        """A 4xx answer in the configured body shape (`--error-body`)."""
+        return error_response(status, code, message, self._nested_errors)
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         if self.faults.down():
@@ -275,7 +280,7 @@ class Simulator:
             and self.signatures.enabled
             and self.options.ws_auth == "required"
         ):
-            return error_response(401, "unauthorized", reason or "signature required")
+            return self._error(401, "unauthorized", reason or "signature required")
         conn_id = self._next_conn
         self._next_conn += 1
         # autoclose=False: on the client's close frame we must stop writing *before* the
@@ -358,6 +363,8 @@ class Simulator:
             },
             "rate_limit_tokens_per_s": options.rate_limit,
             "periodic_faults": options.faults.describe(),
+            "ack_consumes_seq": options.ack_consumes_seq,
+            "error_body": options.error_body,
         }
 
     def describe(self) -> dict[str, Any]:

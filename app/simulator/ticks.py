@@ -1,8 +1,11 @@
 """Price grids: the valid prices of a market (kalshi-api.md §1.5 `price_level_structure`).
 
-Prices are integer micro-dollars (DESIGN §4). All three grids are symmetric (p valid means
-1 - p valid), so a YES bid and a NO bid on the same grid can always be compared as
-`yes + no < $1` without rounding.
+Prices are integer micro-dollars (DESIGN §4). Every grid is symmetric (p valid means 1 - p
+valid), so a YES bid and a NO bid on the same grid can always be compared as `yes + no < $1`
+without rounding. `center_deci_edge_centi_cent` (kalshi-api.md §9: ticks of $0.0001, the
+structure of combo markets) is also a refinement of every other grid, which is what lets a
+`price_level_structure_updated` move a market onto it without touching its resting levels.
+Its dollar strings carry six decimals on the wire (`places`), as §9 allows ("up to 6").
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from app.units import MICROS_PER_DOLLAR, micros_to_dollars
 
 CENT = 10_000
 DECI_CENT = 1_000
+CENTI_CENT = 100
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class TickGrid:
 
     structure: str
     ranges: tuple[tuple[int, int, int], ...]  # (start, end, step) in micro-dollars
+    places: int = 4  # decimals of this grid's dollar strings on the wire
     prices: tuple[int, ...] = field(init=False)
     index: dict[int, int] = field(init=False, repr=False)
     ranges_json: tuple[dict[str, str], ...] = field(init=False, repr=False)
@@ -35,9 +40,9 @@ class TickGrid:
         object.__setattr__(self, "index", {p: i for i, p in enumerate(prices)})
         ranges = tuple(
             {
-                "start": micros_to_dollars(start),
-                "end": micros_to_dollars(end),
-                "step": micros_to_dollars(step),
+                "start": micros_to_dollars(start, self.places),
+                "end": micros_to_dollars(end, self.places),
+                "step": micros_to_dollars(step, self.places),
             }
             for start, end, step in self.ranges
         )
@@ -63,5 +68,20 @@ TAPERED_DECI_CENT = TickGrid(
     ),
 )
 
+CENTER_DECI_EDGE_CENTI_CENT = TickGrid(
+    "center_deci_edge_centi_cent",
+    (
+        (0, 100_000, CENTI_CENT),
+        (100_000, 900_000, DECI_CENT),
+        (900_000, MICROS_PER_DOLLAR, CENTI_CENT),
+    ),
+    places=6,
+)
+
 # A market stores its grid as a small code (index into this tuple).
-GRIDS: tuple[TickGrid, ...] = (LINEAR_CENT, DECI_CENT_GRID, TAPERED_DECI_CENT)
+GRIDS: tuple[TickGrid, ...] = (
+    LINEAR_CENT,
+    DECI_CENT_GRID,
+    TAPERED_DECI_CENT,
+    CENTER_DECI_EDGE_CENTI_CENT,
+)

@@ -37,7 +37,9 @@ from app.simulator.recorder import (
     STATE_FILE,
     TRUTH_FORMAT_VERSION,
 )
-from app.simulator.ticks import GRIDS
+from app.simulator.ticks import GRIDS, TickGrid
+
+GRID_BY_STRUCTURE = {grid.structure: grid for grid in GRIDS}
 
 Book = dict[str, dict[int, int]]
 
@@ -87,7 +89,7 @@ class MarketTruth:
     event_ticker: str
     series_ticker: str
     market_id: str
-    price_level_structure: str
+    price_level_structure: str  # at the end (a price_level_structure_updated changes it)
     created_ns: int
     open_ns: int
     close_ns: int  # the live close time at the end of the run
@@ -167,6 +169,17 @@ class LifecycleTruth:
     event_type: str
     status: str
     fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventFeeUpdate:
+    """One `event_fee_update` (sent on `market_lifecycle_v2` subscriptions)."""
+
+    step: int
+    ts_ns: int
+    event_ticker: str
+    fee_type_override: str | None
+    fee_multiplier_override: float | None
 
 
 @dataclass(frozen=True)
@@ -269,6 +282,7 @@ class Truth:
     final: FinalState | None
     market_count: int
     tickers: list[TickerTruth] = field(default_factory=list)  # empty in truth format 1
+    event_fee_updates: list[EventFeeUpdate] = field(default_factory=list)
 
     @classmethod
     def empty(cls, directory: Path, meta: TruthMeta, market_count: int) -> Truth:
@@ -295,6 +309,11 @@ class Truth:
         statuses: dict[str, str] = {}
         results: dict[str, str] = {}
         closes: dict[str, int] = {}
+        structures = {
+            event.ticker: event.fields["price_level_structure"]
+            for event in self.lifecycle
+            if event.event_type == "price_level_structure_updated"
+        }
         if self.final is not None:
             statuses, results, closes = (
                 self.final.statuses,
@@ -320,7 +339,7 @@ class Truth:
                 event_ticker=spec.event_ticker,
                 series_ticker=spec.series_ticker,
                 market_id=spec.market_id,
-                price_level_structure=GRIDS[spec.grid_code].structure,
+                price_level_structure=structures.get(spec.ticker, GRIDS[spec.grid_code].structure),
                 created_ns=spec.created_ns,
                 open_ns=spec.open_ns,
                 close_ns=closes.get(spec.ticker, spec.close_ns),
@@ -328,6 +347,20 @@ class Truth:
                 result=results.get(spec.ticker, ""),
             )
         return out
+
+    def grid(self, ticker: str, step: int | None = None) -> TickGrid:
+        """The market's price grid after `step` (default: at the end): its creation grid, or
+        the one its last `price_level_structure_updated` up to then moved it to."""
+        index = self.catalog.market_index(ticker)
+        if index is None:
+            raise KeyError(ticker)
+        grid = self.catalog.grid(index)
+        for event in self.lifecycle:
+            if step is not None and event.step > step:
+                break
+            if event.ticker == ticker and event.event_type == "price_level_structure_updated":
+                grid = GRID_BY_STRUCTURE[event.fields["price_level_structure"]]
+        return grid
 
     def initial_book(self, ticker: str) -> Book:
         """The book a market was created with."""
@@ -640,6 +673,16 @@ def load_truth(directory: Path | str) -> Truth:
             truth.events_created.append(
                 EventCreated(record["step"], record["ts_ns"], record["event_ticker"])
             )
+        elif kind == "event_fee_update":
+            truth.event_fee_updates.append(
+                EventFeeUpdate(
+                    step=record["step"],
+                    ts_ns=record["ts_ns"],
+                    event_ticker=record["event_ticker"],
+                    fee_type_override=record["fee_type_override"],
+                    fee_multiplier_override=record["fee_multiplier_override"],
+                )
+            )
     truth.market_count = meta.markets + created
     for frame in iter_frames(directory):
         truth.frames.setdefault(frame.conn, []).append(frame)
@@ -653,7 +696,7 @@ def load_truth(directory: Path | str) -> Truth:
                 authenticated=record["authenticated"],
                 opened_ns=record["wall_ns"],
             )
-        elif conn in truth.connections:
+        elif record["event"] == "close" and conn in truth.connections:
             entry = truth.connections[conn]
             entry.closed_ns = record["wall_ns"]
             entry.close_reason = record.get("reason")
@@ -679,3 +722,14 @@ def load_truth(directory: Path | str) -> Truth:
     if truth.final is not None:
         truth.market_count = max(truth.market_count, len(truth.final.statuses))
     return truth
+
+
+def yes_price_subscriptions(directory: Path) -> set[tuple[int, int]]:
+    """(connection, sid) of every order book subscription made with `use_yes_price`: their
+    frames carry NO levels on the YES scale, which a reader must know to normalize them."""
+    found: set[tuple[int, int]] = set()
+    for line in _lines(directory / CONNECTIONS_FILE):
+        record = orjson.loads(line)
+        if record.get("event") == "subscribed" and record.get("use_yes_price"):
+            found.add((record["conn"], record["sid"]))
+    return found

@@ -3,11 +3,13 @@
 kalshi-api.md §1. `CurrentViews` renders the newest documented shapes; `LegacyViews` renders the
 late-2025 shapes that the official SDK `kalshi_python_sync` 3.2.0 models (its pydantic models
 are strict: every required field is present with the right type and enum value). Prices come in
-as micro-dollars and counts as hundredths of a contract (DESIGN §4).
+as micro-dollars and counts as hundredths of a contract (DESIGN §4); a market's prices are
+written with its grid's decimals (six on the $0.0001 grid, kalshi-api.md §9).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app.simulator.book import Side
@@ -29,16 +31,25 @@ from app.units import MICROS_PER_CENT, MICROS_PER_DOLLAR, hundredths_to_count, m
 _WEEK_NS = 7 * 24 * 3600 * NS_PER_S
 
 
-_DOLLAR_TEXT: dict[int, str] = {}
+@dataclass(frozen=True, slots=True)
+class EventLive:
+    """What `event_fee_update`s changed about an event."""
+
+    fee_type_override: str | None
+    fee_multiplier_override: float | None
+    updated_ns: int  # its last change (creation, or its last fee update)
 
 
-def _dollars(micros: int) -> str:
+_DOLLAR_TEXT: dict[tuple[int, int], str] = {}
+
+
+def _dollars(micros: int, places: int = 4) -> str:
     """Dollar string of a price, cached: a page renders the same few hundred prices again."""
-    text = _DOLLAR_TEXT.get(micros)
+    text = _DOLLAR_TEXT.get((micros, places))
     if text is None:
-        text = micros_to_dollars(micros)
+        text = micros_to_dollars(micros, places)
         if len(_DOLLAR_TEXT) < 100_000:
-            _DOLLAR_TEXT[micros] = text
+            _DOLLAR_TEXT[micros, places] = text
     return text
 
 
@@ -88,48 +99,50 @@ class CurrentViews:
         return value, settled
 
     def market(self, spec: MarketSpec, view: MarketView) -> dict[str, Any]:
-        grid = GRIDS[spec.grid_code]
+        # Removed by §9 and so never sent: response_price_units, fractional_trading_enabled
+        # (2026-07-09), liquidity_dollars (2026-10-01).
+        grid = GRIDS[view.grid_code]
+        places = grid.places
         yes_ask = MICROS_PER_DOLLAR - view.no_bid if view.no_bid else MICROS_PER_DOLLAR
         no_ask = MICROS_PER_DOLLAR - view.yes_bid if view.yes_bid else MICROS_PER_DOLLAR
         settlement_value, settled = self._settlement(view)
+        above = f"Above {view.floor_strike:,}"
         return {
             "ticker": spec.ticker,
             "event_ticker": spec.event_ticker,
             "market_type": "binary",
             "title": spec.title,
-            "subtitle": spec.subtitle,
-            "yes_sub_title": spec.yes_sub_title,
-            "no_sub_title": spec.no_sub_title,
+            "subtitle": above,
+            "yes_sub_title": above,
+            "no_sub_title": above,
             **self._times(spec, view),
             "updated_time": rfc3339(view.updated_ns),
             "status": self.status_name(view.status),
-            "yes_bid_dollars": _dollars(view.yes_bid),
+            "yes_bid_dollars": _dollars(view.yes_bid, places),
             "yes_bid_size_fp": hundredths_to_count(view.yes_bid_size),
-            "yes_ask_dollars": _dollars(yes_ask),
+            "yes_ask_dollars": _dollars(yes_ask, places),
             "yes_ask_size_fp": hundredths_to_count(view.no_bid_size),
-            "no_bid_dollars": _dollars(view.no_bid),
-            "no_ask_dollars": _dollars(no_ask),
-            "last_price_dollars": _dollars(view.last_price),
-            "previous_yes_bid_dollars": _dollars(view.prev_yes_bid),
-            "previous_yes_ask_dollars": _dollars(view.prev_yes_ask),
-            "previous_price_dollars": _dollars(view.prev_price),
+            "no_bid_dollars": _dollars(view.no_bid, places),
+            "no_ask_dollars": _dollars(no_ask, places),
+            "last_price_dollars": _dollars(view.last_price, places),
+            "previous_yes_bid_dollars": _dollars(view.prev_yes_bid, places),
+            "previous_yes_ask_dollars": _dollars(view.prev_yes_ask, places),
+            "previous_price_dollars": _dollars(view.prev_price, places),
             "volume_fp": hundredths_to_count(view.volume),
             "volume_24h_fp": hundredths_to_count(view.volume),
             "open_interest_fp": hundredths_to_count(view.open_interest),
             "notional_value_dollars": "1.0000",
-            "liquidity_dollars": "0.0000",
             "result": RESULT_NAMES[view.result],
             "can_close_early": True,
-            "fractional_trading_enabled": True,
             "expiration_value": "",
             "settlement_value_dollars": (
-                None if settlement_value is None else _dollars(settlement_value)
+                None if settlement_value is None else _dollars(settlement_value, places)
             ),
             "settlement_ts": settled,
             "fee_waiver_expiration_time": None,
             "early_close_condition": "",
             "strike_type": "greater",
-            "floor_strike": spec.floor_strike,
+            "floor_strike": view.floor_strike,
             "cap_strike": None,
             "functional_strike": None,
             "custom_strike": None,
@@ -142,33 +155,34 @@ class CurrentViews:
             "price_ranges": grid.price_ranges(),
             "is_provisional": False,
             "occurrence_datetime": None,
+            "exchange_index": spec.exchange_index,
         }
 
     # ---- order books -------------------------------------------------------------------
 
-    def orderbook(self, yes: Side, no: Side, depth: int) -> dict[str, Any]:
+    def orderbook(self, yes: Side, no: Side, depth: int, places: int = 4) -> dict[str, Any]:
         return {
             "orderbook_fp": {
                 "yes_dollars": [
-                    [_dollars(p), hundredths_to_count(yes[p])] for p in _levels(yes, depth)
+                    [_dollars(p, places), hundredths_to_count(yes[p])] for p in _levels(yes, depth)
                 ],
                 "no_dollars": [
-                    [_dollars(p), hundredths_to_count(no[p])] for p in _levels(no, depth)
+                    [_dollars(p, places), hundredths_to_count(no[p])] for p in _levels(no, depth)
                 ],
             }
         }
 
     # ---- trades ------------------------------------------------------------------------
 
-    def trade(self, trades: TradeLog, number: int) -> dict[str, Any]:
+    def trade(self, trades: TradeLog, number: int, places: int = 4) -> dict[str, Any]:
         yes_price = trades.yes_price[number]
         taker_yes = trades.taker_yes[number]
         return {
             "trade_id": trades.trade_id(number),
             "ticker": self.catalog.market_ticker(trades.market[number]),
             "count_fp": hundredths_to_count(trades.count[number]),
-            "yes_price_dollars": _dollars(yes_price),
-            "no_price_dollars": _dollars(MICROS_PER_DOLLAR - yes_price),
+            "yes_price_dollars": _dollars(yes_price, places),
+            "no_price_dollars": _dollars(MICROS_PER_DOLLAR - yes_price, places),
             "taker_side": "yes" if taker_yes else "no",
             "taker_outcome_side": "yes" if taker_yes else "no",
             "taker_book_side": "bid" if taker_yes else "ask",
@@ -178,7 +192,8 @@ class CurrentViews:
 
     # ---- events and series -------------------------------------------------------------
 
-    def event(self, spec: EventSpec, strike_ns: int) -> dict[str, Any]:
+    def event(self, spec: EventSpec, strike_ns: int, live: EventLive) -> dict[str, Any]:
+        # `available_on_brokers` was removed on 2026-09-10 (§9).
         return {
             "event_ticker": spec.event_ticker,
             "series_ticker": spec.series_ticker,
@@ -189,19 +204,24 @@ class CurrentViews:
             "category": spec.category,
             "strike_date": rfc3339(strike_ns),
             "strike_period": None,
-            "available_on_brokers": True,
-            "product_metadata": None,
+            "product_metadata": {"cadence": spec.frequency},
             "settlement_sources": [
                 {"name": "Simulator", "url": "https://example.invalid/simulator"}
             ],
+            "fee_type_override": live.fee_type_override,
+            "fee_multiplier_override": live.fee_multiplier_override,
+            "last_updated_ts": rfc3339(live.updated_ns),
+            "exchange_index": spec.exchange_index,
         }
 
-    def series(self, spec: SeriesSpec) -> dict[str, Any]:
+    def series(self, spec: SeriesSpec, volume: int, updated_ns: int) -> dict[str, Any]:
+        """`volume` in hundredths of a contract: what the series' markets traded in this run."""
         return {
             "ticker": spec.ticker,
             "frequency": spec.frequency,
             "title": spec.title,
             "category": spec.category,
+            "categories": [spec.category],
             "tags": list(spec.tags),
             "settlement_sources": [
                 {"name": "Simulator", "url": "https://example.invalid/simulator"}
@@ -212,6 +232,9 @@ class CurrentViews:
             "fee_type": spec.fee_type,
             "fee_multiplier": spec.fee_multiplier,
             "additional_prohibitions": [],
+            "volume_fp": hundredths_to_count(volume),
+            "last_updated_ts": rfc3339(updated_ns),
+            "exchange_index": spec.exchange_index,
         }
 
 
@@ -297,7 +320,7 @@ class LegacyViews(CurrentViews):
             "price_ranges": grid.price_ranges(),
         }
 
-    def orderbook(self, yes: Side, no: Side, depth: int) -> dict[str, Any]:
+    def orderbook(self, yes: Side, no: Side, depth: int, places: int = 4) -> dict[str, Any]:
         yes_prices, no_prices = _levels(yes, depth), _levels(no, depth)
         return {
             "orderbook": {
@@ -309,7 +332,7 @@ class LegacyViews(CurrentViews):
             }
         }
 
-    def trade(self, trades: TradeLog, number: int) -> dict[str, Any]:
+    def trade(self, trades: TradeLog, number: int, places: int = 4) -> dict[str, Any]:
         yes_price = trades.yes_price[number]
         return {
             "trade_id": trades.trade_id(number),
@@ -324,9 +347,24 @@ class LegacyViews(CurrentViews):
             "created_time": rfc3339(trades.ts_ns[number], 6),
         }
 
-    def event(self, spec: EventSpec, strike_ns: int) -> dict[str, Any]:
-        body = super().event(spec, strike_ns)
-        del body["settlement_sources"]  # added to events on 2026-06-18
+    def event(self, spec: EventSpec, strike_ns: int, live: EventLive) -> dict[str, Any]:
+        body = super().event(spec, strike_ns, live)
+        for newer in (  # added to events on 2026-06-18 and later
+            "settlement_sources",
+            "fee_type_override",
+            "fee_multiplier_override",
+            "last_updated_ts",
+            "exchange_index",
+        ):
+            del body[newer]
+        body["available_on_brokers"] = True
+        body["product_metadata"] = None
+        return body
+
+    def series(self, spec: SeriesSpec, volume: int, updated_ns: int) -> dict[str, Any]:
+        body = super().series(spec, volume, updated_ns)
+        for newer in ("categories", "volume_fp", "last_updated_ts", "exchange_index"):
+            del body[newer]
         return body
 
 

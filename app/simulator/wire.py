@@ -5,6 +5,9 @@ kalshi-api.md §3.5. `CurrentWire` is the newest shape (`*_dollars` strings, `*_
 strings). Bodies are built as bytes by hand because this is the simulator's hot path: one body
 is built per change and shared by every subscription that carries it; the envelope with
 `sid`/`seq` is added by the hub.
+
+Prices are written with the market's grid's decimals (`TickGrid.places`: 4, or 6 on the
+$0.0001 grid of kalshi-api.md §9).
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from app.simulator.clock import NS_PER_MS, NS_PER_S, rfc3339
 from app.simulator.trades import TradeLog
 from app.units import MICROS_PER_CENT, MICROS_PER_DOLLAR, micros_to_dollars
 
-_DOLLARS: dict[int, bytes] = {}
+_DOLLARS: dict[tuple[int, int], bytes] = {}
 
 
-def dollars(micros: int) -> bytes:
-    """`"0.5600"` style price bytes, cached (a market has at most 999 distinct prices)."""
-    text = _DOLLARS.get(micros)
+def dollars(micros: int, places: int = 4) -> bytes:
+    """`"0.5600"` (or, with 6 places, `"0.560000"`) price bytes, cached (a grid has at most a
+    few thousand prices)."""
+    text = _DOLLARS.get((micros, places))
     if text is None:
-        text = _DOLLARS[micros] = micros_to_dollars(micros).encode()
+        text = _DOLLARS[micros, places] = micros_to_dollars(micros, places).encode()
     return text
 
 
@@ -38,9 +42,9 @@ def count_fp(hundredths: int) -> bytes:
     return b"%d.%02d" % (whole, frac)
 
 
-def _levels_fp(side: Side) -> bytes:
+def _levels_fp(side: Side, places: int) -> bytes:
     return b"[%s]" % b",".join(
-        b'["%s","%s"]' % (dollars(p), count_fp(side[p])) for p in sorted(side)
+        b'["%s","%s"]' % (dollars(p, places), count_fp(side[p])) for p in sorted(side)
     )
 
 
@@ -73,24 +77,25 @@ class CurrentWire:
     def delta(self, state: MarketState, is_yes: bool, price: int, delta: int, ts_ns: int) -> bytes:
         return b'{%s,"price_dollars":"%s","delta_fp":"%s","side":"%s","ts":"%s","ts_ms":%d}' % (
             state.msg_head,
-            dollars(price),
+            dollars(price, state.grid.places),
             count_fp(delta),
             b"yes" if is_yes else b"no",
             rfc3339(ts_ns, 6).encode(),
             ts_ns // NS_PER_MS,
         )
 
-    def snapshot(self, head: bytes, yes: Side, no: Side) -> bytes:
+    def snapshot(self, head: bytes, yes: Side, no: Side, places: int = 4) -> bytes:
         parts = [head]
         # kalshi-api.md §3.5: a side's key is absent when that side is empty.
         if yes:
-            parts.append(b'"yes_dollars_fp":' + _levels_fp(yes))
+            parts.append(b'"yes_dollars_fp":' + _levels_fp(yes, places))
         if no:
-            parts.append(b'"no_dollars_fp":' + _levels_fp(no))
+            parts.append(b'"no_dollars_fp":' + _levels_fp(no, places))
         return b"{%s}" % b",".join(parts)
 
     def ticker(self, state: MarketState, ts_ns: int) -> bytes:
         yes_ask, dollar_volume, dollar_open_interest = _ticker_derived(state)
+        places = state.grid.places
         return (
             b'{%s,"price_dollars":"%s","yes_bid_dollars":"%s","yes_ask_dollars":"%s",'
             b'"yes_bid_size_fp":"%s","yes_ask_size_fp":"%s","last_trade_size_fp":"%s",'
@@ -98,9 +103,9 @@ class CurrentWire:
             b'"dollar_open_interest":%d,"ts":%d,"ts_ms":%d,"time":"%s"}'
             % (
                 state.msg_head,
-                dollars(state.last_price),
-                dollars(state.yes_top),
-                dollars(yes_ask),
+                dollars(state.last_price, places),
+                dollars(state.yes_top, places),
+                dollars(yes_ask, places),
                 count_fp(state.yes_top_size),
                 count_fp(state.no_top_size),
                 count_fp(state.last_trade_size),
@@ -139,7 +144,7 @@ class CurrentWire:
             )
         )
 
-    def trade(self, trades: TradeLog, number: int, ticker: bytes) -> bytes:
+    def trade(self, trades: TradeLog, number: int, ticker: bytes, places: int = 4) -> bytes:
         yes_price = trades.yes_price[number]
         taker_yes = trades.taker_yes[number]
         ts_ns = trades.ts_ns[number]
@@ -151,8 +156,8 @@ class CurrentWire:
             % (
                 trades.trade_id(number).encode(),
                 ticker,
-                dollars(yes_price),
-                dollars(MICROS_PER_DOLLAR - yes_price),
+                dollars(yes_price, places),
+                dollars(MICROS_PER_DOLLAR - yes_price, places),
                 count_fp(trades.count[number]),
                 b"yes" if taker_yes else b"no",
                 b"yes" if taker_yes else b"no",
@@ -191,8 +196,8 @@ class LegacyWire(CurrentWire):
             )
         )
 
-    def snapshot(self, head: bytes, yes: Side, no: Side) -> bytes:
-        parts = [head]
+    def snapshot(self, head: bytes, yes: Side, no: Side, places: int = 4) -> bytes:
+        parts = [head]  # legacy markets are all on the cent grid: 4 places
         if yes:
             cents, dollar = _levels_legacy(yes)
             parts += [b'"yes":' + cents, b'"yes_dollars":' + dollar]
@@ -241,7 +246,7 @@ class LegacyWire(CurrentWire):
             )
         )
 
-    def trade(self, trades: TradeLog, number: int, ticker: bytes) -> bytes:
+    def trade(self, trades: TradeLog, number: int, ticker: bytes, places: int = 4) -> bytes:
         yes_price = trades.yes_price[number]
         return (
             b'{"trade_id":"%s","market_ticker":"%s","yes_price":%d,"no_price":%d,'
@@ -267,7 +272,7 @@ class LegacyWire(CurrentWire):
             k: v
             for k, v in fields.items()
             if k not in ("price_level_structure", "price_ranges", "settlement_value")
-        }
+        }  # (the exchange adds nothing newer than these to legacy-format events)
         return orjson.dumps({"market_ticker": ticker, "event_type": event_type, **legacy})
 
 

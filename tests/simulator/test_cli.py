@@ -72,3 +72,35 @@ def test_settings_give_defaults_and_sigterm_flushes_truth(sim_factory, tmp_path)
     assert truth.final is not None and truth.final.reason == "shutdown"
     assert truth.book_changes, "order flow ran and was flushed on SIGTERM"
     assert len(truth.final.statuses) == truth.market_count
+
+
+def test_one_description_gives_every_flag_and_setting():
+    """Issue 9 item 10: `SimOptions` is the only description; flags and settings follow it."""
+    from app.config import SimulatorSettings
+    from app.simulator.options import SimOptions, flag_of
+
+    assert SimulatorSettings.model_fields.keys() == SimOptions.model_fields.keys()
+    help_text = run_cli("sim", "--help", timeout=30).stdout
+    for name in SimOptions.model_fields:
+        assert flag_of(name).flag in help_text, name
+        assert f"simulator.{name}" in help_text.replace("\n", "").replace(" ", ""), name
+
+
+def test_every_setting_reaches_the_run_and_flags_win(sim_factory, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "simulator:\n  ack_consumes_seq: true\n  error_body: flat\n  rate_limit: expert\n"
+        "  market_lifetime_s: 90\n"
+    )
+    sim = sim_factory(
+        "--no-ack-consumes-seq", "--markets", "4", global_args=["--config", str(config)]
+    )
+    assert sim.truth is not None
+    meta = orjson.loads((sim.truth / "meta.json").read_bytes())
+    assert meta["ack_consumes_seq"] is False  # the flag beats the setting
+    assert meta["error_body"] == "flat" and meta["rate_limit_tokens_per_s"] == 600
+    assert meta["market_lifetime_ns"] == 90_000_000_000
+    assert set(sim.get("/markets/KXNOPE-E1-T1").json()) == {"code", "message"}
+    result = run_cli("sim", "--port", "0", timeout=30, KD_SIMULATOR__RATE_LIMIT="fast")
+    assert result.returncode != 0 and "simulator.rate_limit" in result.stderr
+    assert "Traceback" not in result.stderr
