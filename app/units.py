@@ -13,6 +13,14 @@ from decimal import Decimal, InvalidOperation
 MICROS_PER_DOLLAR = 1_000_000
 MICROS_PER_CENT = 10_000
 HUNDREDTHS_PER_CONTRACT = 100
+# Dollar strings carry at most 6 decimals: the finest tick Kalshi lists is $0.0001
+# (`center_deci_edge_centi_cent`, kalshi-api.md §9) and portfolio values use 6 dp. A 7th
+# decimal is refused, never rounded, even when it is a trailing zero.
+PRICE_DECIMALS = 6
+# PostgreSQL `bigint` / `integer`: every integer we store must fit the column it goes to.
+BIGINT_MAX = 2**63 - 1
+BIGINT_MIN = -(2**63)
+INTEGER_MAX = 2**31 - 1
 
 _MICRO = Decimal(MICROS_PER_DOLLAR)
 _HUNDRED = Decimal(HUNDREDTHS_PER_CONTRACT)
@@ -58,7 +66,13 @@ def _decimal(value: str | int, what: str) -> Decimal:
     return number
 
 
-def _exact_int(number: Decimal, scale: Decimal, what: str, raw: object) -> int:
+def _exact_int(
+    number: Decimal, scale: Decimal, what: str, raw: object, max_places: int | None = None
+) -> int:
+    if max_places is not None:
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -max_places:
+            raise UnitError(f"{what}: {raw!r} has more than {max_places} decimals")
     scaled = number * scale
     if scaled != scaled.to_integral_value():
         raise UnitError(f"{what}: {raw!r} has more precision than we store")
@@ -66,12 +80,13 @@ def _exact_int(number: Decimal, scale: Decimal, what: str, raw: object) -> int:
 
 
 def dollars_to_micros(value: str | int) -> int:
-    """Parse a fixed-point dollar string ("0.5600", "0.960", "12") into micro-dollars."""
+    """Parse a fixed-point dollar string ("0.5600", "0.960", "0.123456", "12") into
+    micro-dollars; more than `PRICE_DECIMALS` decimals is an error."""
     if type(value) is str:
-        fast = plain_scaled(value, 6, MICROS_PER_DOLLAR)
+        fast = plain_scaled(value, PRICE_DECIMALS, MICROS_PER_DOLLAR)
         if fast is not None:
             return fast
-    return _exact_int(_decimal(value, "price"), _MICRO, "price", value)
+    return _exact_int(_decimal(value, "price"), _MICRO, "price", value, PRICE_DECIMALS)
 
 
 def count_to_hundredths(value: str | int) -> int:
@@ -81,6 +96,11 @@ def count_to_hundredths(value: str | int) -> int:
         if fast is not None:
             return fast
     return _exact_int(_decimal(value, "count"), _HUNDRED, "count", value)
+
+
+def fits_bigint(value: int) -> bool:
+    """Whether an integer fits a PostgreSQL `bigint` column."""
+    return BIGINT_MIN <= value <= BIGINT_MAX
 
 
 def cents_to_micros(cents: int) -> int:

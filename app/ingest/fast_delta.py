@@ -16,8 +16,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.normalize.envelope import EPOCH, MAX_NS
+from app.normalize.fields import EXCHANGE_MS_MAX, EXCHANGE_MS_MIN
 from app.normalize.versions import EFFECTIVE_FROM, FormatVersion
-from app.units import HUNDREDTHS_PER_CONTRACT, MICROS_PER_DOLLAR, plain_scaled
+from app.units import (
+    BIGINT_MAX,
+    BIGINT_MIN,
+    HUNDREDTHS_PER_CONTRACT,
+    MICROS_PER_DOLLAR,
+    plain_scaled,
+)
 
 # The general mapper's limits: the keys a current-format delta may carry (client_order_id and
 # subaccount only on the key's own orders; the mapper ignores them, as we do), Unix ms that fit
@@ -35,7 +42,6 @@ _DELTA_KEYS = frozenset(
         "subaccount",
     }
 )
-_MAX_MS = 253_402_300_799_999
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
@@ -102,9 +108,13 @@ _counts: dict[str, str] = {}
 _MEMO_LIMIT = 1 << 16
 
 
-def _number_text(memo: dict[str, str], value: str, places: int, scale: int, signed: bool) -> str:
+def _number_text(
+    memo: dict[str, str], value: str, places: int, scale: int, signed: bool, maximum: int
+) -> str:
+    # The general mapper's limits (app.normalize.fields): prices 0..1 dollar, counts in bigint.
     scaled = _scaled(value, places, scale)
-    text = "" if scaled is None or (scaled < 0 and not signed) else str(scaled)
+    fits = scaled is not None and (signed or scaled >= 0) and -maximum - 1 <= scaled <= maximum
+    text = str(scaled) if fits else ""
     if len(memo) >= _MEMO_LIMIT:
         memo.clear()
     memo[value] = text
@@ -147,6 +157,8 @@ def delta_line(
     seq = obj.get("seq")
     if type(sid) is not int or type(seq) is not int:
         return None
+    if not (BIGINT_MIN <= sid <= BIGINT_MAX and BIGINT_MIN <= seq <= BIGINT_MAX):
+        return None  # the general path dead-letters it
     if (listener_sid is not None and listener_sid != sid) or (
         listener_seq is not None and listener_seq != seq
     ):
@@ -166,10 +178,14 @@ def delta_line(
         return None
     price = _prices.get(price_wire)
     if price is None:
-        price = _number_text(_prices, price_wire, 6, MICROS_PER_DOLLAR, signed=False)
+        price = _number_text(
+            _prices, price_wire, 6, MICROS_PER_DOLLAR, signed=False, maximum=MICROS_PER_DOLLAR
+        )
     delta = _counts.get(delta_wire)
     if delta is None:
-        delta = _number_text(_counts, delta_wire, 2, HUNDREDTHS_PER_CONTRACT, signed=True)
+        delta = _number_text(
+            _counts, delta_wire, 2, HUNDREDTHS_PER_CONTRACT, signed=True, maximum=BIGINT_MAX
+        )
     if not price or not delta:
         return None
     ts_ms = msg.get("ts_ms")
@@ -177,7 +193,7 @@ def delta_line(
         if msg.get("ts") is not None:
             return None  # the deprecated `ts` alone: the general reader parses its forms
         exchange = "\\N"
-    elif type(ts_ms) is int and 0 <= ts_ms <= _MAX_MS:
+    elif type(ts_ms) is int and EXCHANGE_MS_MIN <= ts_ms <= EXCHANGE_MS_MAX:
         second, milli = divmod(ts_ms, 1000)
         exchange = f"{_second_texts.get(second) or _second_text(second)}.{milli:03d}000+00:00"
     else:

@@ -36,8 +36,16 @@ class WireFormatError(KalshiError):
     """The exchange sent JSON, numbers or times that do not match kalshi-api.md (garbage)."""
 
 
+class FrameError(WireFormatError, ValueError):
+    """A wire field (of a REST object or a WebSocket frame) that cannot be read exactly; the
+    message is the reason. The field readers of `app.kalshi.wire` raise it, and the normalizers
+    use it for every refused frame (`app.normalize.fields.FrameError` is this class), so its
+    message is also the dead-letter reason."""
+
+
 class ApiError(KalshiError):
-    """An HTTP error answer. `code`/`message` come from Kalshi's `{"code", "message"}` body."""
+    """An HTTP error answer. `code`/`message`/`details` come from Kalshi's error body, whichever
+    of its three shapes it used (`app.kalshi.session.error_fields`)."""
 
     def __init__(
         self,
@@ -45,6 +53,7 @@ class ApiError(KalshiError):
         code: str | None,
         message: str | None,
         *,
+        details: str | None = None,
         method: str = "",
         url: str = "",
         attempts: int = 1,
@@ -52,10 +61,13 @@ class ApiError(KalshiError):
         self.status = status
         self.code = code
         self.message = message
+        self.details = details
         self.method = method
         self.url = url
         self.attempts = attempts
         detail = ": ".join(part for part in (code, message) if part)
+        if details and details != message:
+            detail = f"{detail} - {details}" if detail else details
         where = f" for {method} {url}" if url else ""
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         text = f"HTTP {status}{where}" + (f" ({detail})" if detail else "") + tries

@@ -13,15 +13,36 @@ guaranteed; "best" is therefore the last level.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from app.kalshi.errors import WireFormatError
-from app.kalshi.wire import count_hundredths, price_micros
+from app.kalshi.wire import (
+    cents_value,
+    contracts_value,
+    count_hundredths,
+    count_value,
+    dollars_value,
+    price_micros,
+)
 from app.units import MICROS_PER_DOLLAR
 
 BookFormat = Literal["fp", "legacy"]
+# What a side's values must be: a shape's own types, or "any" (decided by the JSON type).
+PriceKind = Literal["dollars", "cents", "any"]
+SizeKind = Literal["fp", "contracts", "any"]
+_Reader = Callable[[Any, str], int]
+_PRICE_READERS: dict[str, _Reader] = {
+    "dollars": dollars_value,
+    "cents": cents_value,
+    "any": price_micros,
+}
+_SIZE_READERS: dict[str, _Reader] = {
+    "fp": count_value,
+    "contracts": contracts_value,
+    "any": count_hundredths,
+}
 
 
 class Level(NamedTuple):
@@ -60,12 +81,17 @@ class Orderbook:
         return MICROS_PER_DOLLAR - best.price_micros if best else None
 
 
-def parse_levels(raw: Any, field: str) -> tuple[Level, ...]:
-    """One side's `[[price, size], ...]` (any wire format; `null` = empty) as sorted levels.
+def parse_levels(
+    raw: Any, field: str, prices: PriceKind = "any", sizes: SizeKind = "any"
+) -> tuple[Level, ...]:
+    """One side's `[[price, size], ...]` (`null` = empty) as sorted levels.
 
-    Refuses prices outside 0..1 dollar, negative sizes and two levels at one price, because a
-    book with those cannot be reconstructed unambiguously.
+    `prices`/`sizes` pin the value types of a known shape (the newest book has dollar strings
+    and `_fp` strings only); "any" reads either by JSON type. Refuses prices outside 0..1
+    dollar, negative sizes and two levels at one price, because a book with those cannot be
+    reconstructed unambiguously.
     """
+    read_price, read_size = _PRICE_READERS[prices], _SIZE_READERS[sizes]
     if raw is None:
         return ()
     if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
@@ -75,8 +101,8 @@ def parse_levels(raw: Any, field: str) -> tuple[Level, ...]:
         where = f"{field}[{position}]"
         if not isinstance(entry, Sequence) or isinstance(entry, str | bytes) or len(entry) != 2:
             raise WireFormatError(f"{where}: expected [price, size], got {entry!r}")
-        price = price_micros(entry[0], f"{where} price")
-        size = count_hundredths(entry[1], f"{where} size")
+        price = read_price(entry[0], f"{where} price")
+        size = read_size(entry[1], f"{where} size")
         if not 0 <= price <= MICROS_PER_DOLLAR:
             raise WireFormatError(f"{where}: price {entry[0]!r} is outside 0..1 dollar")
         if size < 0:
@@ -89,10 +115,23 @@ def parse_levels(raw: Any, field: str) -> tuple[Level, ...]:
     return tuple(levels)
 
 
-def _side(book: Mapping[str, Any], names: Sequence[str], container: str) -> tuple[Level, ...]:
-    for name in names:
+# Each side's keys in order of preference, with the value types that key carries.
+_FP_SIDE: dict[str, tuple[tuple[str, PriceKind, SizeKind], ...]] = {
+    "yes": (("yes_dollars", "dollars", "fp"),),
+    "no": (("no_dollars", "dollars", "fp"),),
+}
+_LEGACY_SIDE: dict[str, tuple[tuple[str, PriceKind, SizeKind], ...]] = {
+    "yes": (("yes_dollars", "dollars", "any"), ("yes", "cents", "contracts")),
+    "no": (("no_dollars", "dollars", "any"), ("no", "cents", "contracts")),
+}
+
+
+def _side(
+    book: Mapping[str, Any], keys: Sequence[tuple[str, PriceKind, SizeKind]], container: str
+) -> tuple[Level, ...]:
+    for name, prices, sizes in keys:
         if book.get(name) is not None:
-            return parse_levels(book[name], f"{container}.{name}")
+            return parse_levels(book[name], f"{container}.{name}", prices, sizes)
     return ()
 
 
@@ -104,16 +143,16 @@ def parse_orderbook(body: Mapping[str, Any], ticker: str) -> Orderbook:
     if isinstance(newest, Mapping):
         return Orderbook(
             ticker,
-            _side(newest, ("yes_dollars",), "orderbook_fp"),
-            _side(newest, ("no_dollars",), "orderbook_fp"),
+            _side(newest, _FP_SIDE["yes"], "orderbook_fp"),
+            _side(newest, _FP_SIDE["no"], "orderbook_fp"),
             "fp",
         )
     legacy = body.get("orderbook")
     if isinstance(legacy, Mapping):
         return Orderbook(
             ticker,
-            _side(legacy, ("yes_dollars", "yes"), "orderbook"),
-            _side(legacy, ("no_dollars", "no"), "orderbook"),
+            _side(legacy, _LEGACY_SIDE["yes"], "orderbook"),
+            _side(legacy, _LEGACY_SIDE["no"], "orderbook"),
             "legacy",
         )
     raise WireFormatError(

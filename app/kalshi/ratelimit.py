@@ -1,8 +1,11 @@
 """Client-side REST rate limiting that matches Kalshi's token buckets (kalshi-api.md §4).
 
-Kalshi gives each account a read bucket refilled at the tier's tokens/s (Basic 200) with a
-capacity of one second of refill; a request costs `DEFAULT_COST` (10) tokens and a batch request
-costs that for every item ("batch endpoints don't save tokens"). Spending from our own copy of
+Kalshi gives each account a read and a write bucket refilled at the tier's tokens/s (Basic 200
+read / 100 write). Since 2026-08-19 (kalshi-api.md §9) a read bucket holds 2 s of refill on
+Basic and Advanced and 1 s above; a write bucket 1 s on Basic and 2 s above. A request costs
+`DEFAULT_COST` (10) tokens and a batch request costs that for every item ("batch endpoints don't
+save tokens"). We only read, so the client spends from a read bucket; the write figures are
+here so the tier table is complete (and for a future order path). Spending from our own copy of
 the bucket before sending means we almost never see a 429, which Kalshi answers without any
 Retry-After hint.
 
@@ -18,12 +21,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 DEFAULT_COST = 10
 
-# Read tokens per second per usage tier (kalshi-api.md §4; expert/prestige from a later
-# third-party summary). Keys match `app.config.Tier`.
+# Tokens per second per usage tier (kalshi-api.md §4; Expert and Prestige as of 2026-08-19, §9).
+# Keys match `app.config.Tier`. The 20 % increase for Premier and above announced 2026-09-24 has
+# no published figures yet.
 TIER_READ_TOKENS_PER_S: dict[str, int] = {
     "basic": 200,
     "advanced": 300,
@@ -31,32 +35,63 @@ TIER_READ_TOKENS_PER_S: dict[str, int] = {
     "premier": 1_000,
     "paragon": 2_000,
     "prime": 4_000,
-    "prestige": 6_000,
+    "prestige": 10_000,
+}
+TIER_WRITE_TOKENS_PER_S: dict[str, int] = {
+    "basic": 100,
+    "advanced": 300,
+    "expert": 600,
+    "premier": 1_000,
+    "paragon": 2_000,
+    "prime": 4_000,
+    "prestige": 8_000,
 }
 
-# Kalshi sizes the read bucket at one second of refill (the write bucket at two).
-READ_BURST_S = 1.0
+# Seconds of refill a full bucket holds (§9): reads 2 s on Basic and Advanced, 1 s above;
+# writes 1 s on Basic, 2 s above.
+_READ_BURST_2S = frozenset({"basic", "advanced"})
+_WRITE_BURST_1S = frozenset({"basic"})
+
+
+def read_burst_s(tier: str) -> float:
+    _check_tier(tier)
+    return 2.0 if tier in _READ_BURST_2S else 1.0
+
+
+def write_burst_s(tier: str) -> float:
+    _check_tier(tier)
+    return 1.0 if tier in _WRITE_BURST_1S else 2.0
+
+
+def _check_tier(tier: str) -> None:
+    if tier not in TIER_READ_TOKENS_PER_S:
+        known = ", ".join(TIER_READ_TOKENS_PER_S)
+        raise ValueError(f"unknown Kalshi tier {tier!r} (known: {known})")
+
 
 # Share of the bucket our copy keeps in reserve. Kalshi debits when a request *arrives*; the
 # first request of a burst is slowed by connection setup, so Kalshi's bucket can have refilled
-# a little less than ours. 10 % of Basic is 20 tokens = 100 ms of latency spread tolerated.
+# a little less than ours. 10 % of Basic is 40 tokens = 200 ms of latency spread tolerated.
 READ_HEADROOM = 0.1
 
 
 def read_capacity(tier: str) -> float:
     """Tokens the read bucket of `tier` holds when full."""
-    try:
-        return TIER_READ_TOKENS_PER_S[tier] * READ_BURST_S
-    except KeyError:
-        known = ", ".join(TIER_READ_TOKENS_PER_S)
-        raise ValueError(f"unknown Kalshi tier {tier!r} (known: {known})") from None
+    burst = read_burst_s(tier)  # checks the tier first
+    return TIER_READ_TOKENS_PER_S[tier] * burst
+
+
+def write_capacity(tier: str) -> float:
+    """Tokens the write bucket of `tier` holds when full."""
+    burst = write_burst_s(tier)  # checks the tier first
+    return TIER_WRITE_TOKENS_PER_S[tier] * burst
 
 
 def affordable_batch_size(tier: str, upper: int, item_cost: float = DEFAULT_COST) -> int:
     """Most items one batch request may carry on `tier`, at most `upper`.
 
     Kalshi bills every item of a batch like a single call and refuses a request its full
-    bucket cannot cover, so on Basic (200 tokens) a batch larger than 20 items would be
+    bucket cannot cover, so on Basic (400 tokens) a batch larger than 40 items would be
     refused forever, never merely delayed.
     """
     return max(1, min(upper, int(read_capacity(tier) // item_cost)))
@@ -100,14 +135,19 @@ class TokenBucket:
         tier: str,
         clock: Callable[[], float] = time.monotonic,
         headroom: float = READ_HEADROOM,
+        *,
+        kind: Literal["read", "write"] = "read",
     ) -> TokenBucket:
-        """Our copy of the read bucket of a Kalshi usage tier (`basic` ... `prestige`), with
-        `headroom` (a fraction) of its capacity held back so latency jitter cannot turn into
-        429s."""
+        """Our copy of the read (or write) bucket of a Kalshi usage tier (`basic` ...
+        `prestige`), with `headroom` (a fraction) of its capacity held back so latency jitter
+        cannot turn into 429s."""
         if not 0 <= headroom < 1:
             raise ValueError(f"headroom must be in [0, 1), got {headroom}")
-        capacity = read_capacity(tier) * (1 - headroom)
-        return cls(TIER_READ_TOKENS_PER_S[tier], capacity, clock)
+        if kind == "write":
+            capacity, rate = write_capacity(tier), TIER_WRITE_TOKENS_PER_S[tier]
+        else:
+            capacity, rate = read_capacity(tier), TIER_READ_TOKENS_PER_S[tier]
+        return cls(rate, capacity * (1 - headroom), clock)
 
     def _refill(self) -> None:
         now = self._clock()

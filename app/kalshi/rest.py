@@ -105,6 +105,20 @@ def _comma_list(value: str | Sequence[str] | None) -> str | None:
     return ",".join(value)
 
 
+def _one_event_ticker(value: str | Sequence[str] | None) -> str | None:
+    """The single event ticker `GET /markets?event_ticker=` takes (kalshi-api.md §9: one
+    ticker only since 2026-03-03); a list of several, or a comma list, is refused."""
+    if value is not None and not isinstance(value, str):
+        if len(value) != 1:
+            raise ValueError(
+                "GET /markets takes one event ticker; iter_markets walks several one at a time"
+            )
+        value = value[0]
+    if value is not None and "," in value:
+        raise ValueError(f"GET /markets takes one event ticker, got {value!r}")
+    return value or None
+
+
 def _param(value: ParamValueArg) -> ParamValueArg:
     return _comma_list(value) if isinstance(value, list | tuple) else value
 
@@ -264,18 +278,18 @@ class KalshiRest:
         min_updated_ts: int | None = None,
         mve_filter: MveFilter | None = None,
     ) -> Iterator[Page]:
-        """Pages of `GET /markets` with every filter of kalshi-api.md §1.4.
+        """Pages of `GET /markets` with every filter of kalshi-api.md §1.4 and §9.
 
         Filter combinations Kalshi rejects are refused here with `ValueError` (status values
-        other than unopened/open/paused/closed/settled, more than 10 event tickers, two
-        timestamp groups at once, a timestamp group with a status it does not combine with).
+        other than unopened/open/paused/closed/settled, more than one event ticker, two
+        timestamp groups at once, a timestamp group with a status it does not combine with,
+        `min_updated_ts` with anything but `series_ticker` and `mve_filter=exclude`).
+        `iter_markets` accepts several event tickers and walks them one at a time.
         """
         _check_limit(limit, 1000)
         if status is not None and status not in MARKET_STATUS_FILTERS:
             raise ValueError(f"status filter must be one of {sorted(MARKET_STATUS_FILTERS)}")
-        events = _comma_list(event_ticker)
-        if events and len(events.split(",")) > MAX_EVENT_TICKERS:
-            raise ValueError(f"at most {MAX_EVENT_TICKERS} event tickers per query")
+        event = _one_event_ticker(event_ticker)
         stamps = {
             "min_created_ts": min_created_ts,
             "max_created_ts": max_created_ts,
@@ -294,13 +308,17 @@ class KalshiRest:
             raise ValueError(f"timestamp filters are mutually exclusive, got {used}")
         if used and status not in _TS_GROUPS[used[0]][1]:
             raise ValueError(f"{used[0]} timestamp filters do not combine with status={status}")
-        if min_updated_ts is not None and (events or series_ticker or tickers):
-            raise ValueError("min_updated_ts combines only with mve_filter=exclude")
+        if min_updated_ts is not None and (event or tickers):
+            raise ValueError(
+                "min_updated_ts combines only with series_ticker and mve_filter=exclude"
+            )
         if min_updated_ts is not None and mve_filter not in (None, "exclude"):
-            raise ValueError("min_updated_ts combines only with mve_filter=exclude")
+            raise ValueError(
+                "min_updated_ts combines only with series_ticker and mve_filter=exclude"
+            )
         params: dict[str, Any] = {
             "limit": limit,
-            "event_ticker": events,
+            "event_ticker": event,
             "series_ticker": series_ticker,
             "status": status,
             "tickers": _comma_list(tickers),
@@ -310,9 +328,21 @@ class KalshiRest:
         return self.pages("/markets", "markets", params, cursor=cursor)
 
     def iter_markets(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Every market matching the filters of `market_pages`, as raw dicts."""
-        for page in self.market_pages(**filters):
-            yield from page.items
+        """Every market matching the filters of `market_pages`, as raw dicts.
+
+        `event_ticker` may be a list here: `GET /markets` takes one event ticker (§9), so each
+        is walked in turn (at most `MAX_EVENT_TICKERS` per call, as before).
+        """
+        events = filters.pop("event_ticker", None)
+        if events is None or isinstance(events, str):
+            walks: list[str | None] = [events]
+        else:
+            walks = list(dict.fromkeys(events))
+            if len(walks) > MAX_EVENT_TICKERS:
+                raise ValueError(f"at most {MAX_EVENT_TICKERS} event tickers per call")
+        for event in walks:
+            for page in self.market_pages(event_ticker=event, **filters):
+                yield from page.items
 
     def historical_market_pages(
         self,
@@ -354,9 +384,11 @@ class KalshiRest:
         status: str | None = None,
         series_ticker: str | None = None,
         min_close_ts: int | None = None,
+        min_updated_ts: int | None = None,
         tickers: str | Sequence[str] | None = None,
     ) -> Iterator[Page]:
-        """Pages of `GET /events` with every filter of kalshi-api.md §1.6 (limit <= 200)."""
+        """Pages of `GET /events` with every filter of kalshi-api.md §1.6 and §9 (limit <= 200;
+        `min_updated_ts` = events whose metadata changed after that Unix second)."""
         _check_limit(limit, 200)
         if status is not None and status not in EVENT_STATUS_FILTERS:
             raise ValueError(f"event status filter must be one of {sorted(EVENT_STATUS_FILTERS)}")
@@ -367,6 +399,7 @@ class KalshiRest:
             "status": status,
             "series_ticker": series_ticker,
             "min_close_ts": min_close_ts,
+            "min_updated_ts": min_updated_ts,
             "tickers": _comma_list(tickers),
         }
         return self.pages("/events", "events", params, cursor=cursor)
@@ -386,16 +419,24 @@ class KalshiRest:
         tags: str | Sequence[str] | None = None,
         include_product_metadata: bool | None = None,
         include_volume: bool | None = None,
-        cursor: str | None = None,
+        min_updated_ts: int | None = None,
     ) -> Iterator[Page]:
-        """`GET /series`; one page today, but a cursor is followed if Kalshi starts sending one."""
+        """`GET /series` as one page: the endpoint is not paginated (kalshi-api.md §9), so no
+        cursor is sent or followed. `min_updated_ts` (Unix seconds) lists series changed since."""
         params: dict[str, Any] = {
             "category": category,
             "tags": _comma_list(tags),
             "include_product_metadata": include_product_metadata,
             "include_volume": include_volume,
+            "min_updated_ts": min_updated_ts,
         }
-        return self.pages("/series", "series", params, cursor=cursor)
+        body = _object(self.session.get("/series", params), "GET /series")
+        items = body.get("series")
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise WireFormatError("GET /series: 'series' should be a list")
+        yield Page(items, None, body)
 
     def iter_series(self, **filters: Any) -> Iterator[dict[str, Any]]:
         for page in self.series_pages(**filters):

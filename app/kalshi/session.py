@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -83,23 +83,45 @@ def describe_connection_failure(exc: BaseException, timeout_s: float | None = No
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _error_fields(response: requests.Response) -> tuple[str | None, str | None]:
-    """(code, message) from Kalshi's error body: `{"code","message"}` or `{"error": ...}`."""
+class ErrorFields(NamedTuple):
+    code: str | None
+    message: str | None
+    details: str | None
+
+
+def _field_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def error_fields(content: bytes, fallback: str | None = None) -> ErrorFields:
+    """(code, message, details) of a Kalshi error body, in any of the shapes seen (§1.1, §9):
+
+    * flat, as the spec says: `{"code", "message", "details", "service"}` (all optional);
+    * nested, as production sends: `{"error": {"code", "message", "details"}}`;
+    * `{"msg": "..."}`, and the 429 body `{"error": "too many requests"}`.
+
+    The message falls back to the details when only those are given; a body that is not JSON
+    gives its first 200 characters (or `fallback`, the HTTP reason) as the message.
+    """
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
-        text = response.text.strip()
-        return None, (text[:200] or response.reason or None)
-    if isinstance(body, Mapping):
-        inner = body.get("error")
-        if isinstance(inner, Mapping):
-            body = inner
-        elif isinstance(inner, str):
-            return None, inner
-        code = body.get("code")
-        message = body.get("message") or body.get("details")
-        return (str(code) if code else None), (str(message) if message else None)
-    return None, str(body)[:200]
+        text = content.decode("utf-8", "replace").strip()
+        return ErrorFields(None, text[:200] or fallback or None, None)
+    if not isinstance(body, Mapping):
+        return ErrorFields(None, str(body)[:200], None)
+    inner = body.get("error")
+    if isinstance(inner, Mapping):
+        body = inner
+    elif isinstance(inner, str) and inner:
+        return ErrorFields(_field_text(body.get("code")), inner, _field_text(body.get("details")))
+    code = _field_text(body.get("code"))
+    details = _field_text(body.get("details"))
+    message = _field_text(body.get("message")) or _field_text(body.get("msg")) or details
+    return ErrorFields(code, message, details)
 
 
 def encode_params(params: Params | None) -> list[tuple[str, str]]:
@@ -209,12 +231,13 @@ class RestSession:
             cause = describe_connection_failure(exc, self.timeout_s)
             raise ExchangeUnreachable(self.base_url, cause, attempts=attempts) from exc
         if response.status_code >= 400:
-            code, message = _error_fields(response)
+            fields = error_fields(response.content, response.reason)
             error_class = api_error_class(response.status_code)
             raise error_class(
                 response.status_code,
-                code,
-                message,
+                fields.code,
+                fields.message,
+                details=fields.details,
                 method=method,
                 url=url,
                 attempts=attempts,

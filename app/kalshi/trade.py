@@ -5,16 +5,20 @@ Newest fields win over legacy ones when both are present: `yes_price_dollars` ov
 the deprecated `taker_side`. A missing NO price is derived as 1 - YES. The exchange time is taken
 from `created_time` (REST, RFC3339), else `ts_ms`, else `ts` (Unix seconds, WS legacy).
 The decoded object is kept as `raw` so nothing the parser ignores is lost.
+
+`trade_values` is the one reader of a trade's prices and count (which field wins, how each is
+read); `parse_trade` and the normalizers' `rest_trade_row` both use it and differ only in what
+they refuse (issue 9 item 10).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from app.kalshi.errors import WireFormatError
-from app.kalshi.wire import count_hundredths, price_micros, rfc3339_to_ns
+from app.kalshi.errors import FrameError, WireFormatError
+from app.kalshi.wire import count_either, price_either, rfc3339_to_ns, unix_time_ns
 from app.units import MICROS_PER_DOLLAR
 
 OutcomeSide = Literal["yes", "no"]
@@ -48,16 +52,26 @@ def _first_present(obj: Mapping[str, Any], *names: str) -> tuple[str, Any] | Non
     return None
 
 
-def _price(obj: Mapping[str, Any], dollars: str, cents: str, what: str) -> tuple[int, bool] | None:
-    """(micros, came-from-newest-field) for a price, or None when neither field is there."""
-    found = _first_present(obj, dollars, cents)
-    if found is None:
-        return None
-    name, value = found
-    micros = price_micros(value, f"{what}.{name}")
-    if not 0 <= micros <= MICROS_PER_DOLLAR:
-        raise WireFormatError(f"{what}.{name}: {value!r} is outside 0..1 dollar")
-    return micros, name == dollars
+class TradeValues(NamedTuple):
+    """A trade's prices (micro-dollars) and size (count, hundredths) as sent; None if absent.
+    `exact` says the newest fields (`yes_price_dollars` and `count_fp`) were the ones read."""
+
+    yes_price: int | None
+    no_price: int | None
+    size: int | None
+    exact: bool
+
+
+def trade_values(obj: Mapping[str, Any]) -> TradeValues:
+    """The prices and count of a REST trade object or WS `trade` body, in either format: the
+    newest strings when present, else the legacy integer cents and contracts (§1.8). Raises
+    `FrameError` naming the field for a value that cannot be read exactly (floats, text in an
+    integer field, more precision than we store, a price outside 0..1 dollar)."""
+    yes = price_either(obj, "yes_price_dollars", "yes_price", required=False)
+    no = price_either(obj, "no_price_dollars", "no_price", required=False)
+    count = count_either(obj, "count_fp", "count", required=False)
+    exact = obj.get("yes_price_dollars") not in (None, "") and obj.get("count_fp") is not None
+    return TradeValues(yes, no, count, exact)
 
 
 def _created_ns(obj: Mapping[str, Any], what: str) -> int | None:
@@ -65,11 +79,8 @@ def _created_ns(obj: Mapping[str, Any], what: str) -> int | None:
         return rfc3339_to_ns(obj["created_time"], f"{what}.created_time")
     for name, scale in (("ts_ms", 1_000_000), ("ts", 1_000_000_000)):
         value = obj.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise WireFormatError(f"{what}.{name}: expected an integer, got {value!r}")
-        return value * scale
+        if value is not None:
+            return unix_time_ns(value, f"{what}.{name}", scale)
     return None
 
 
@@ -108,34 +119,32 @@ def parse_trade(obj: Mapping[str, Any]) -> Trade:
     if not isinstance(ticker, str) or not ticker:
         raise WireFormatError(f"{what}: missing ticker")
 
-    yes = _price(obj, "yes_price_dollars", "yes_price", what)
-    if yes is None:
+    try:
+        values = trade_values(obj)
+    except FrameError as exc:
+        raise FrameError(f"{what}: {exc}") from None
+    if values.yes_price is None:
         raise WireFormatError(f"{what}: no yes_price_dollars or yes_price")
-    no = _price(obj, "no_price_dollars", "no_price", what)
-    no_micros = MICROS_PER_DOLLAR - yes[0] if no is None else no[0]
-
-    count_field = _first_present(obj, "count_fp", "count")
-    if count_field is None:
+    if values.size is None:
         raise WireFormatError(f"{what}: no count_fp or count")
-    count = count_hundredths(count_field[1], f"{what}.{count_field[0]}")
-    if count <= 0:
-        raise WireFormatError(f"{what}.{count_field[0]}: trade size must be positive")
+    if values.size <= 0:
+        raise WireFormatError(f"{what}: trade size must be positive, got {values.size}")
+    no_micros = MICROS_PER_DOLLAR - values.yes_price if values.no_price is None else values.no_price
 
     block = obj.get("is_block_trade")
     if block is not None and not isinstance(block, bool):
         raise WireFormatError(f"{what}.is_block_trade: expected a boolean, got {block!r}")
     outcome = _outcome_side(obj, what)
-    newest = yes[1] and count_field[0] == "count_fp"
     return Trade(
         trade_id=trade_id,
         ticker=ticker,
-        yes_price_micros=yes[0],
+        yes_price_micros=values.yes_price,
         no_price_micros=no_micros,
-        count_hundredths=count,
+        count_hundredths=values.size,
         taker_outcome_side=outcome,
         taker_book_side=_book_side(obj, outcome, what),
         created_ns=_created_ns(obj, what),
         is_block_trade=block,
-        wire_format="fp" if newest else "legacy",
+        wire_format="fp" if values.exact else "legacy",
         raw=obj,
     )

@@ -4,8 +4,9 @@ An error frame looks like `{"id": 5, "type": "error", "msg": {"code": 6, "msg": 
 carry `msg.market_ticker` / `msg.market_id` (e.g. code 16) and, for errors about a subscription,
 `sid`. `terminal` marks the codes after which the server has dropped the subscription (10 channel
 error, 17 internal error, 25 buffer overflow): the caller must resubscribe, not retry the command.
-Codes we do not know yet become a plain `WsError` with the code kept, so nothing is lost when
-Kalshi adds one.
+Codes 1-28 are official (kalshi-api.md §9); 6 is retired but still mapped (`retired`). Codes we
+do not know yet become a plain `WsError` with the code kept, never a crash, so nothing is lost
+when Kalshi adds one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class WsError(KalshiError):
 
     code: ClassVar[int] = 0
     terminal: ClassVar[bool] = False
+    # Kalshi's wording for the code (kalshi-api.md §3.4), used when a frame carries no text.
+    description: ClassVar[str] = "Unknown error code"
+    # Codes Kalshi documents as no longer emitted; still decoded (old servers, replays).
+    retired: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -47,110 +52,139 @@ class WsError(KalshiError):
 
 class WsUnableToProcess(WsError):
     code = 1
+    description = "Unable to process message"
 
 
 class WsParamsRequired(WsError):
     code = 2
+    description = "Params required"
 
 
 class WsChannelsRequired(WsError):
     code = 3
+    description = "Channels required"
 
 
 class WsSubscriptionIdsRequired(WsError):
     code = 4
+    description = "Subscription IDs required"
 
 
 class WsUnknownCommand(WsError):
     code = 5
+    description = "Unknown command"
 
 
 class WsAlreadySubscribed(WsError):
+    """Retired: newer AsyncAPI copies say it is no longer emitted (kalshi-api.md §3.4, §9).
+    Still mapped, so an old server or a replayed capture that sends it decodes the same."""
+
     code = 6
+    description = "Already subscribed"
+    retired = True
 
 
 class WsUnknownSubscriptionId(WsError):
     code = 7
+    description = "Unknown subscription ID"
 
 
 class WsUnknownChannel(WsError):
     code = 8
+    description = "Unknown channel name"
 
 
 class WsAuthenticationRequired(WsError):
     code = 9
+    description = "Authentication required"
 
 
 class WsChannelError(WsError):
     """The server dropped the subscription; resubscribe."""
 
     code = 10
+    description = "Channel error"
     terminal = True
 
 
 class WsInvalidParameter(WsError):
     code = 11
+    description = "Invalid parameter"
 
 
 class WsExactlyOneSidRequired(WsError):
     code = 12
+    description = "Exactly one subscription ID is required"
 
 
 class WsUnsupportedAction(WsError):
     code = 13
+    description = "Unsupported action"
 
 
 class WsMarketTickerRequired(WsError):
     code = 14
+    description = "Market Ticker required"
 
 
 class WsActionRequired(WsError):
     code = 15
+    description = "Action required"
 
 
 class WsMarketNotFound(WsError):
     code = 16
+    description = "Market not found"
 
 
 class WsInternalError(WsError):
     """Kalshi-side failure; the subscription is gone."""
 
     code = 17
+    description = "Internal error"
     terminal = True
 
 
 class WsCommandTimeout(WsError):
     code = 18
+    description = "Command timeout"
 
 
 class WsShardFactorNotPositive(WsError):
     code = 19
+    description = "shard_factor must be > 0"
 
 
 class WsShardFactorRequired(WsError):
     code = 20
+    description = "shard_factor is required when shard_key is set"
 
 
 class WsShardKeyOutOfRange(WsError):
     code = 21
+    description = "shard_key must be >= 0 and < shard_factor"
 
 
 class WsShardFactorTooLarge(WsError):
     code = 22
+    description = "shard_factor must be <= 100"
 
 
 class WsMatchIdsRequired(WsError):
     code = 23
+    description = "Match IDs required"
 
 
 class WsIndexIdsRequired(WsError):
     code = 24
+    description = "Index IDs required"
 
 
 class WsBufferOverflow(WsError):
     """We read too slowly and Kalshi dropped the subscription (since 2026-05-12)."""
 
     code = 25
+    description = "Subscription buffer overflow"
     terminal = True
 
 
@@ -158,20 +192,28 @@ class WsMarketLimitExceeded(WsError):
     """Too many markets in one subscription (the cap is undocumented)."""
 
     code = 26
+    description = "Subscription market limit exceeded"
 
 
 class WsTooManyRequests(WsError):
     """Per-subscription command rate exceeded."""
 
     code = 27
+    description = "Too many requests"
 
 
 class WsUnderlyingTickersRequired(WsError):
+    """`pyth_value` subscribed without `underlying_tickers` (2026-07-23, kalshi-api.md §9)."""
+
     code = 28
+    description = "Underlying tickers required"
 
 
 class WsInvalidUpdateInterval(WsError):
+    """Seen only in a third-party enum (kalshi-api.md §3.4); the official list ends at 28."""
+
     code = 29
+    description = "Invalid update interval"
 
 
 WS_ERROR_CLASSES: Mapping[int, type[WsError]] = {
@@ -230,9 +272,12 @@ def ws_error_from_frame(frame: Mapping[str, Any]) -> WsError:
     details: Mapping[str, Any] = body if isinstance(body, Mapping) else {}
     code = _optional_int(details.get("code"))
     text = details.get("msg", details.get("message"))
-    if not isinstance(text, str):
-        text = str(body) if body is not None else "(no message)"
     cls = WS_ERROR_CLASSES.get(code, WsError) if code is not None else WsError
+    if not isinstance(text, str) or not text:
+        if cls is not WsError and not isinstance(body, str):
+            text = cls.description
+        else:
+            text = str(body) if body is not None else "(no message)"
     return cls(
         text,
         code=code if code is not None else 0,

@@ -11,7 +11,7 @@ This package knows the wire formats; it knows nothing about SQL, Redis or socket
 docs/normalize.md describes every mapper, the version selection and the dead-letter reasons.
 """
 
-from app.normalize.book import rest_snapshot_row
+from app.normalize.book import rest_snapshot_row, snapshot_row_from_orderbook
 from app.normalize.envelope import FrameEnvelope, ParsedFrame, datetime_from_ns
 from app.normalize.fields import FrameError
 from app.normalize.frames import (
@@ -44,5 +44,6 @@ __all__ = [
     "payload_hash",
     "rest_snapshot_row",
     "rest_trade_row",
+    "snapshot_row_from_orderbook",
     "version_for_capture_time",
 ]

@@ -4,8 +4,11 @@ Books carry bids only: YES bids and NO bids, each level `[price, size]`. Snapsho
 stored as parallel arrays sorted by ascending price, whatever order the frame used (the order is
 not guaranteed, kalshi-api.md §7 q6); a price listed twice on one side is refused rather than
 guessed at. Best bids are computed as the maximum price, never taken from element 0 (WR-4).
-The mapper assumes `use_yes_price` is off (our subscriptions never set it), so NO levels are on
-the NO price scale.
+
+`use_yes_price` (kalshi-api.md §3.3, §9): a subscription made with it lists NO-side prices on
+the YES scale (a NO bid at $0.30 arrives as 0.70). The listener marks such frames
+(`FrameEnvelope.yes_price`) and the mappers convert NO prices back (1 - p, exact in
+micro-dollars), so stored rows are the same whichever way the subscription was made.
 """
 
 from __future__ import annotations
@@ -15,12 +18,21 @@ from datetime import datetime
 from typing import Any
 
 from app.db.rows import OrderbookDeltaRow, OrderbookSnapshotRow
+from app.kalshi.errors import WireFormatError
+from app.kalshi.orderbook import Orderbook, parse_orderbook
 from app.normalize import fields
 from app.normalize.envelope import FrameEnvelope, ParsedFrame
 from app.normalize.fields import FrameError
 from app.normalize.versions import FormatVersion
+from app.units import MICROS_PER_DOLLAR
 
 Level = tuple[int, int]
+
+
+def no_price_from_wire(price: int, envelope: FrameEnvelope) -> int:
+    """A NO-side price in our canonical NO scale: `1 - p` when the frame's subscription used
+    `use_yes_price` (the wire then carries the YES-scale price), else `p`."""
+    return MICROS_PER_DOLLAR - price if envelope.yes_price else price
 
 
 def _sequenced(frame: ParsedFrame) -> tuple[int, int]:
@@ -82,12 +94,14 @@ def _snapshot_row(
 ) -> OrderbookSnapshotRow:
     sid, seq = _sequenced(frame)
     msg, env = frame.msg, frame.envelope
+    if env.yes_price and no:
+        no = [(no_price_from_wire(price, env), size) for price, size in no]
     yes_levels = _sorted_levels(yes or [], "yes side")
     no_levels = _sorted_levels(no or [], "no side")
     exchange_ts = (
-        fields.from_unix_ms(msg["ts_ms"], "'ts_ms'")
+        fields.exchange_ms(msg["ts_ms"], "'ts_ms'")
         if msg.get("ts_ms") is not None
-        else fields.from_unix_ms(frame.sending_ts_ms, "'sending_ts_ms'")
+        else fields.exchange_ms(frame.sending_ts_ms, "'sending_ts_ms'")
         if frame.sending_ts_ms is not None
         else None
     )
@@ -148,14 +162,14 @@ def snapshot_legacy(frame: ParsedFrame) -> OrderbookSnapshotRow:
 def _delta_time(frame: ParsedFrame) -> datetime | None:
     msg = frame.msg
     if msg.get("ts_ms") is not None:
-        return fields.from_unix_ms(msg["ts_ms"], "'ts_ms'")
+        return fields.exchange_ms(msg["ts_ms"], "'ts_ms'")
     ts = msg.get("ts")
     if ts is None:
         return None
     # Deprecated `ts`: RFC 3339 in Kalshi's docs, Unix seconds in some older captures.
     if isinstance(ts, str):
-        return fields.from_rfc3339(ts, "'ts'")
-    return fields.from_unix_s(ts, "'ts'")
+        return fields.exchange_rfc3339(ts, "'ts'")
+    return fields.exchange_s(ts, "'ts'")
 
 
 def _delta_row(frame: ParsedFrame, price: int, delta: int) -> OrderbookDeltaRow:
@@ -165,6 +179,8 @@ def _delta_row(frame: ParsedFrame, price: int, delta: int) -> OrderbookDeltaRow:
         raise FrameError(f"negative price {price} micro-dollars")
     side = fields.side(msg, "side")
     assert side is not None
+    if side == "no":
+        price = no_price_from_wire(price, env)
     return OrderbookDeltaRow(
         gatherer=env.gatherer,
         market_ticker=fields.required_text(msg, "market_ticker"),
@@ -219,19 +235,33 @@ def rest_snapshot_row(
     `response` is the body of `GET /markets/{ticker}/orderbook` or one entry of the batch
     endpoint: newest `{"orderbook_fp": {"yes_dollars": [[price, count_fp]], ...}}`, or the old
     `{"orderbook": {"yes": [[cents, qty]], "yes_dollars": [["0.45", qty]], ...}}` where a side
-    may be null. `received_ns` is when the response arrived. Raises `FrameError` when malformed.
+    may be null. It is parsed by the client's `parse_orderbook` (one reader of REST books).
+    `received_ns` is when the response arrived. Raises `FrameError` when malformed.
     """
     if not market_ticker or "\x00" in market_ticker:
         raise FrameError("market ticker must be a non-empty string without NUL")
-    if isinstance(response.get("orderbook_fp"), Mapping):
-        inner = response["orderbook_fp"]
-        yes = _side_levels(inner, "yes_dollars", _fixed_point_level)
-        no = _side_levels(inner, "no_dollars", _fixed_point_level)
-    elif isinstance(response.get("orderbook"), Mapping):
-        inner = response["orderbook"]
-        yes, no = _legacy_side(inner, "yes"), _legacy_side(inner, "no")
-    else:
-        raise FrameError("REST order book without 'orderbook_fp' (or legacy 'orderbook')")
+    try:
+        book = parse_orderbook(response, market_ticker)
+    except WireFormatError as exc:
+        raise FrameError(str(exc)) from None
+    return snapshot_row_from_orderbook(
+        book,
+        gatherer=gatherer,
+        received_ns=received_ns,
+        batch_pos=batch_pos,
+        connection_id=connection_id,
+    )
+
+
+def snapshot_row_from_orderbook(
+    book: Orderbook,
+    *,
+    gatherer: str,
+    received_ns: int,
+    batch_pos: int,
+    connection_id: str = "rest",
+) -> OrderbookSnapshotRow:
+    """An already parsed REST `Orderbook` as a `rest` snapshot row (sid 0, seq 0)."""
     envelope = FrameEnvelope(
         received_ns=received_ns,
         connection_id=connection_id,
@@ -241,13 +271,13 @@ def rest_snapshot_row(
     row = _snapshot_row(
         ParsedFrame(
             type="rest_orderbook",
-            msg={"market_ticker": market_ticker},
+            msg={"market_ticker": book.ticker},
             sid=0,
             seq=0,
             sending_ts_ms=None,
             envelope=envelope,
         ),
-        yes,
-        no,
+        list(book.yes),
+        list(book.no),
     )
     return row._replace(source="rest")

@@ -37,6 +37,8 @@ class FrameEnvelope:
     WebSocket session (unique per session), `batch_pos` the frame's position in its stream
     entry; `sid`/`seq`/`gap` are the listener's sequence verdict (None when it did not parse
     them). `resync` marks an orderbook snapshot the listener requested to repair a gap.
+    `yes_price` marks a frame of a subscription made with `use_yes_price: true` (kalshi-api.md
+    §3.3): its book frames list NO levels on the YES price scale, which the book mappers undo.
     `stream`/`entry_id` say where the frame was read from (kept on dead letters).
 
     A bad envelope is a bug in our own code, so construction raises instead of dead-lettering.
@@ -52,6 +54,7 @@ class FrameEnvelope:
     resync: bool = False
     stream: str | None = None
     entry_id: str | None = None
+    yes_price: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.received_ns, bool) or not isinstance(self.received_ns, int):

@@ -1,46 +1,93 @@
-"""Readers for single wire fields: exact units, strict types, reasons instead of exceptions.
+"""Readers for the fields of WebSocket frames: exact units, strict types, reasons instead of
+exceptions.
 
 Each reader either returns a value in storage units (`app.units`: micro-dollars, hundredths of
 a contract) or raises `FrameError` with a reason fit for the dead-letter table. JSON numbers
 that arrive as floats are refused (units must never pass through float, DESIGN §4): a price is
 read only from a dollar *string* or, in the legacy format, an integer number of cents.
+
+The value readers themselves (prices, counts, RFC 3339 / Unix times) live in `app.kalshi.wire`,
+the one home of wire-field parsing shared with the REST client (issue 9 item 10); this module
+re-exports them and adds what the normalizers need on top: message-level readers, the legacy
+guard, and the storage limits.
+
+Values the tables cannot hold, or that no sane exchange sends, are refused so that one frame
+is dead-lettered instead of its whole batch failing at COPY time (issue 9 item 6): an integer
+outside PostgreSQL `bigint`, a binary-market price outside 0..1 dollar, an exchange time
+outside `EXCHANGE_TIME_MIN`..`EXCHANGE_TIME_MAX`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from app.normalize.envelope import EPOCH
-from app.units import (
-    UnitError,
-    cents_to_micros,
-    contracts_to_hundredths,
-    count_to_hundredths,
-    dollars_to_micros,
+# A frame we cannot normalize; the message is the dead-letter reason. The wire readers raise
+# the same class, so their refusals are dead letters too.
+from app.kalshi.errors import FrameError
+from app.kalshi.wire import (
+    bigint,
+    binary_price,
+    cents_value,
+    contracts_value,
+    count_either,
+    count_value,
+    describe,
+    dollars_value,
+    from_rfc3339,
+    from_unix_ms,
+    from_unix_s,
+    price_either,
 )
+from app.normalize.envelope import EPOCH
+
+__all__ = [
+    "EXCHANGE_MS_MAX",
+    "EXCHANGE_MS_MIN",
+    "EXCHANGE_TIME_MAX",
+    "EXCHANGE_TIME_MIN",
+    "FrameError",
+    "bigint",
+    "binary_price",
+    "book_side",
+    "boolean",
+    "cents_value",
+    "contracts_value",
+    "count",
+    "count_either",
+    "count_value",
+    "dollars",
+    "dollars_value",
+    "exchange_ms",
+    "exchange_rfc3339",
+    "exchange_s",
+    "exchange_time",
+    "from_rfc3339",
+    "from_unix_ms",
+    "from_unix_s",
+    "integer",
+    "no_nul",
+    "optional_unix_s",
+    "price_either",
+    "refuse_legacy_fields",
+    "required_text",
+    "side",
+    "text",
+]
+
+_describe = describe
 
 Msg = Mapping[str, Any]
 
-# Unix milliseconds / seconds that fit a `datetime` (years 1970..9999).
-_MAX_MS = 253_402_300_799_999
-_MAX_S = 253_402_300_799
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})$"
-)
+# Exchange times (`ts_ms`, `ts`, `time`, `sending_ts_ms`, `created_time`) outside this window
+# are garbage: they would also land outside every partition of the time-series tables.
+EXCHANGE_TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+EXCHANGE_TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+EXCHANGE_MS_MIN = int((EXCHANGE_TIME_MIN - EPOCH).total_seconds()) * 1000
+EXCHANGE_MS_MAX = int((EXCHANGE_TIME_MAX - EPOCH).total_seconds()) * 1000 - 1
 _SIDES = frozenset({"yes", "no"})
 _BOOK_SIDES = frozenset({"bid", "ask"})
-
-
-class FrameError(ValueError):
-    """A frame we cannot normalize; the message is the dead-letter reason."""
-
-
-def _describe(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def text(msg: Msg, key: str, *, required: bool = True) -> str | None:
@@ -63,14 +110,17 @@ def required_text(msg: Msg, key: str) -> str:
     return value
 
 
-def integer(msg: Msg, key: str, *, required: bool = False) -> int | None:
+def integer(msg: Msg, key: str, *, required: bool = False, nonnegative: bool = False) -> int | None:
+    """An integer field stored in a `bigint` column."""
     value = msg.get(key)
     if value is None:
         if required:
             raise FrameError(f"missing {key!r}")
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        if nonnegative and value < 0:
+            raise FrameError(f"{key!r} must not be negative, got {_describe(value)}")
+        return bigint(value, repr(key))
     raise FrameError(f"{key!r} must be an integer, got {_describe(value)}")
 
 
@@ -97,40 +147,6 @@ def book_side(msg: Msg, key: str) -> str | None:
     return value
 
 
-def dollars_value(value: object, where: str) -> int:
-    """A fixed-point dollar string ("0.5600") as micro-dollars."""
-    if not isinstance(value, str):
-        raise FrameError(f"{where} must be a dollar string, got {_describe(value)}")
-    try:
-        return dollars_to_micros(value)
-    except UnitError as exc:
-        raise FrameError(f"{where}: {exc}") from None
-
-
-def count_value(value: object, where: str) -> int:
-    """A fixed-point count string ("136.00") as hundredths of a contract."""
-    if not isinstance(value, str):
-        raise FrameError(f"{where} must be a count string, got {_describe(value)}")
-    try:
-        return count_to_hundredths(value)
-    except UnitError as exc:
-        raise FrameError(f"{where}: {exc}") from None
-
-
-def cents_value(value: object, where: str) -> int:
-    """A legacy integer-cent price as micro-dollars."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return cents_to_micros(value)
-    raise FrameError(f"{where} must be integer cents, got {_describe(value)}")
-
-
-def contracts_value(value: object, where: str) -> int:
-    """A legacy integer contract count as hundredths."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return contracts_to_hundredths(value)
-    raise FrameError(f"{where} must be an integer count, got {_describe(value)}")
-
-
 def dollars(
     msg: Msg, key: str, *, required: bool = False, blank_is_none: bool = False
 ) -> int | None:
@@ -151,32 +167,6 @@ def count(msg: Msg, key: str, *, required: bool = False) -> int | None:
     return count_value(value, repr(key))
 
 
-def price_either(msg: Msg, dollars_key: str, cents_key: str, *, required: bool) -> int | None:
-    """Legacy price: the dollar string when present (exact, subpenny-safe), else the cents."""
-    value = msg.get(dollars_key)
-    if value is not None and value != "":
-        return dollars_value(value, repr(dollars_key))
-    cents = msg.get(cents_key)
-    if cents is not None:
-        return cents_value(cents, repr(cents_key))
-    if required:
-        raise FrameError(f"missing {dollars_key!r} (or legacy {cents_key!r})")
-    return None
-
-
-def count_either(msg: Msg, fp_key: str, int_key: str, *, required: bool) -> int | None:
-    """Legacy count: the fixed-point string when present, else the integer count."""
-    value = msg.get(fp_key)
-    if value is not None:
-        return count_value(value, repr(fp_key))
-    number = msg.get(int_key)
-    if number is not None:
-        return contracts_value(number, repr(int_key))
-    if required:
-        raise FrameError(f"missing {fp_key!r} (or legacy {int_key!r})")
-    return None
-
-
 def refuse_legacy_fields(msg: Msg, replacements: Mapping[str, str]) -> None:
     """Fixed-point mapper guard: a removed integer field without its replacement means the
     frame is in the legacy format; mapping it here would silently drop that value."""
@@ -188,30 +178,29 @@ def refuse_legacy_fields(msg: Msg, replacements: Mapping[str, str]) -> None:
             )
 
 
-def from_unix_ms(value: object, where: str) -> datetime:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_MS:
-        return EPOCH + timedelta(milliseconds=value)
-    raise FrameError(f"{where} must be Unix milliseconds, got {_describe(value)}")
+def exchange_time(value: datetime, where: str) -> datetime:
+    """`value` if it is a sane exchange time (`EXCHANGE_TIME_MIN`..`EXCHANGE_TIME_MAX`)."""
+    if not EXCHANGE_TIME_MIN <= value < EXCHANGE_TIME_MAX:
+        raise FrameError(
+            f"{where} is outside {EXCHANGE_TIME_MIN.year}..{EXCHANGE_TIME_MAX.year - 1}: "
+            f"{value.isoformat()}"
+        )
+    return value
 
 
-def from_unix_s(value: object, where: str) -> datetime:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_S:
-        return EPOCH + timedelta(seconds=value)
-    raise FrameError(f"{where} must be Unix seconds, got {_describe(value)}")
+def exchange_ms(value: object, where: str) -> datetime:
+    """Unix milliseconds of an exchange time (sane window enforced)."""
+    return exchange_time(from_unix_ms(value, where), where)
 
 
-def from_rfc3339(value: object, where: str) -> datetime:
-    """RFC 3339 with any number of fractional digits, truncated to microseconds."""
-    match = _RFC3339.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise FrameError(f"{where} must be an RFC 3339 time, got {_describe(value)}")
-    day, clock, fraction, zone = match.groups()
-    micros = (fraction or "")[:6].ljust(6, "0")
-    offset = "+00:00" if zone in ("Z", "z") else zone
-    try:
-        return datetime.fromisoformat(f"{day}T{clock}.{micros}{offset}")
-    except ValueError:
-        raise FrameError(f"{where} is not a valid time: {_describe(value)}") from None
+def exchange_s(value: object, where: str) -> datetime:
+    """Unix seconds of an exchange time (sane window enforced)."""
+    return exchange_time(from_unix_s(value, where), where)
+
+
+def exchange_rfc3339(value: object, where: str) -> datetime:
+    """An RFC 3339 exchange time (sane window enforced)."""
+    return exchange_time(from_rfc3339(value, where), where)
 
 
 def optional_unix_s(msg: Msg, key: str) -> datetime | None:

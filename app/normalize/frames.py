@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from app.db.rows import DeadLetterRow, RawFrameRow, Row
-from app.normalize import book, lifecycle, tickers, trades
+from app.normalize import book, fields, lifecycle, tickers, trades
 from app.normalize.envelope import FrameEnvelope, ParsedFrame
 from app.normalize.fields import FrameError
 from app.normalize.versions import FormatVersion, version_for_capture_time
@@ -87,7 +87,7 @@ def _int_field(obj: Mapping[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return fields.bigint(value, f"envelope {key!r}")  # sid/seq are bigint columns
     raise FrameError(f"envelope {key!r} must be an integer, got {value!r:.60}")
 
 

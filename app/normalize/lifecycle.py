@@ -33,11 +33,11 @@ def payload_hash(msg: Mapping[str, Any]) -> bytes:
 def _exchange_time(frame: ParsedFrame) -> datetime | None:
     msg = frame.msg
     if msg.get("ts_ms") is not None:
-        return fields.from_unix_ms(msg["ts_ms"], "'ts_ms'")
+        return fields.exchange_ms(msg["ts_ms"], "'ts_ms'")
     if frame.sending_ts_ms is not None:
-        return fields.from_unix_ms(frame.sending_ts_ms, "'sending_ts_ms'")
+        return fields.exchange_ms(frame.sending_ts_ms, "'sending_ts_ms'")
     if msg.get("ts") is not None:
-        return fields.from_unix_s(msg["ts"], "'ts'")
+        return fields.exchange_s(msg["ts"], "'ts'")
     return None
 
 

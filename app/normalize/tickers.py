@@ -30,17 +30,25 @@ _SIZES = ("yes_bid_size_fp", "yes_ask_size_fp", "last_trade_size_fp")
 
 def _ticker_time(msg: Mapping[str, Any]) -> datetime:
     if msg.get("ts_ms") is not None:
-        return fields.from_unix_ms(msg["ts_ms"], "'ts_ms'")
+        return fields.exchange_ms(msg["ts_ms"], "'ts_ms'")
     if msg.get("time") is not None:
-        return fields.from_rfc3339(msg["time"], "'time'")
+        return fields.exchange_rfc3339(msg["time"], "'time'")
     if msg.get("ts") is not None:
-        return fields.from_unix_s(msg["ts"], "'ts'")
+        return fields.exchange_s(msg["ts"], "'ts'")
     raise FrameError("ticker without a time ('ts_ms', 'time' or 'ts')")
+
+
+def _nonnegative(values: list[int | None], names: tuple[str, ...]) -> None:
+    for value, name in zip(values, names, strict=True):
+        if value is not None and value < 0:
+            raise FrameError(f"{name!r} must not be negative, got {value} hundredths")
 
 
 def _row(frame: ParsedFrame, prices: list[int | None], counts: list[int | None]) -> TickerRow:
     msg, env = frame.msg, frame.envelope
     sizes = [fields.count(msg, key) for key in _SIZES]
+    _nonnegative(sizes, _SIZES)
+    _nonnegative(counts, tuple(new for new, _ in _COUNTS))
     return TickerRow(
         gatherer=env.gatherer,
         connection_id=env.connection_id,
@@ -59,8 +67,8 @@ def _row(frame: ParsedFrame, prices: list[int | None], counts: list[int | None])
         last_trade_size=sizes[2],
         volume=counts[0],
         open_interest=counts[1],
-        dollar_volume=fields.integer(msg, "dollar_volume"),
-        dollar_open_interest=fields.integer(msg, "dollar_open_interest"),
+        dollar_volume=fields.integer(msg, "dollar_volume", nonnegative=True),
+        dollar_open_interest=fields.integer(msg, "dollar_open_interest", nonnegative=True),
         clock=fields.integer(msg, "Clock"),
     )
 

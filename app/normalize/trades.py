@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.db.rows import TradeRow
+from app.kalshi.trade import trade_values
 from app.normalize import fields
 from app.normalize.envelope import EPOCH, ParsedFrame, datetime_from_ns
 from app.normalize.fields import FrameError
@@ -31,11 +32,11 @@ def _trade_time(msg: Mapping[str, Any]) -> tuple[datetime, int | None]:
     """(exchange second, exact Unix ms or None) from `ts_ms`, else the deprecated `ts`."""
     ms = msg.get("ts_ms")
     if ms is not None:
-        exact = fields.from_unix_ms(ms, "'ts_ms'")
+        exact = fields.exchange_ms(ms, "'ts_ms'")
         return exact.replace(microsecond=0), int(ms)
     seconds = msg.get("ts")
     if seconds is not None:
-        return fields.from_unix_s(seconds, "'ts'"), None
+        return fields.exchange_s(seconds, "'ts'"), None
     raise FrameError("missing 'ts_ms' (or deprecated 'ts')")
 
 
@@ -126,13 +127,20 @@ def trade_fixed_point(frame: ParsedFrame) -> TradeRow:
     return _ws_row(frame, yes_price, fields.dollars(msg, "no_price_dollars"), count)
 
 
+def _either_format(msg: Mapping[str, Any]) -> tuple[int, int | None, int]:
+    """(yes price, no price or None, count) of a trade in either format, read by the client's
+    `trade_values` (one reader for REST and WebSocket trades)."""
+    values = trade_values(msg)
+    if values.yes_price is None:
+        raise FrameError("missing 'yes_price_dollars' (or legacy 'yes_price')")
+    if values.size is None:
+        raise FrameError("missing 'count_fp' (or legacy 'count')")
+    return values.yes_price, values.no_price, values.size
+
+
 def trade_legacy(frame: ParsedFrame) -> TradeRow:
     """Legacy: dollar strings when present, else integer cents; `count_fp` else `count`."""
-    msg = frame.msg
-    yes_price = fields.price_either(msg, "yes_price_dollars", "yes_price", required=True)
-    no_price = fields.price_either(msg, "no_price_dollars", "no_price", required=False)
-    count = fields.count_either(msg, "count_fp", "count", required=True)
-    assert yes_price is not None and count is not None
+    yes_price, no_price, count = _either_format(frame.msg)
     return _ws_row(frame, yes_price, no_price, count)
 
 
@@ -157,12 +165,9 @@ def rest_trade_row(
     for `exchange_ts` and to the millisecond for `exchange_ms`. Raises `FrameError` with a
     reason for malformed input.
     """
-    created = fields.from_rfc3339(trade.get("created_time"), "'created_time'")
+    created = fields.exchange_rfc3339(trade.get("created_time"), "'created_time'")
     exchange_ms = (created - EPOCH) // timedelta(milliseconds=1)
-    yes_price = fields.price_either(trade, "yes_price_dollars", "yes_price", required=True)
-    no_price = fields.price_either(trade, "no_price_dollars", "no_price", required=False)
-    count = fields.count_either(trade, "count_fp", "count", required=True)
-    assert yes_price is not None and count is not None
+    yes_price, no_price, count = _either_format(trade)
     return _row(
         trade,
         yes_price=yes_price,

@@ -8,6 +8,8 @@ Entry points (all plain functions; Celery tasks and the listener wrap them):
 - `apply_lifecycle_events(conn, events, settings=..., fetch_market=...)` - real-time updates
   from `market_lifecycle_v2` (`LifecycleEvent.from_row` / `.from_msg`); the caller commits
   and then calls `feed.publish(report.added, report.removed)`
+- `apply_event_updates(conn, updates)` - `event_lifecycle` / `event_fee_update` rows
+  (`EventUpdate.from_row`), same transaction
 - `ChangeFeed(redis, gatherer)` - `.snapshot()` / `.read(after)` for listeners,
   `.refresh(conn)` for the beat
 
@@ -26,12 +28,19 @@ from app.registry.lifecycle import (
     apply_lifecycle,
 )
 from app.registry.membership import desired_tickers, is_subscribed
-from app.registry.realtime import LifecycleReport, apply_lifecycle_events, load_state
+from app.registry.realtime import (
+    EventUpdate,
+    LifecycleReport,
+    apply_event_updates,
+    apply_lifecycle_events,
+    load_state,
+)
 from app.registry.sync import SyncReport, full_sync, reconcile
 
 __all__ = [
     "Change",
     "ChangeFeed",
+    "EventUpdate",
     "LifecycleEvent",
     "LifecycleOutcome",
     "LifecycleReport",
@@ -41,6 +50,7 @@ __all__ = [
     "Snapshot",
     "StatusChange",
     "SyncReport",
+    "apply_event_updates",
     "apply_lifecycle",
     "apply_lifecycle_events",
     "desired_tickers",

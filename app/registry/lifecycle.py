@@ -24,7 +24,7 @@ from typing import Any
 from app.db.rows import LifecycleEventRow
 from app.normalize import fields
 from app.normalize.fields import FrameError
-from app.registry.records import RecordError, series_ticker_of, strike_value
+from app.registry.records import RecordError, exchange_index, series_ticker_of, strike_value
 from app.registry.status import status_rank, status_wins
 
 MARKET_LIFECYCLE_TYPES = frozenset({"market_lifecycle_v2", "multivariate_market_lifecycle"})
@@ -50,6 +50,15 @@ class LifecycleEvent:
     result: str | None = None
     settlement_value: int | None = None
     payload: Mapping[str, Any] | None = None
+
+    @property
+    def exchange_index(self) -> int | None:
+        """The market's exchange instance, when the message says (optional on `created`,
+        kalshi-api.md §9); a malformed value is ignored (REST reconcile has the truth)."""
+        try:
+            return exchange_index(self.payload or {})
+        except RecordError:
+            return None
 
     @classmethod
     def from_row(cls, row: LifecycleEventRow) -> LifecycleEvent | None:
@@ -128,6 +137,7 @@ class MarketState:
     strike_type: str | None = None
     floor_strike: Decimal | None = None
     cap_strike: Decimal | None = None
+    exchange_index: int | None = None
     metadata: Mapping[str, Any] | None = None
 
 
@@ -192,6 +202,7 @@ def _created_state(event: LifecycleEvent) -> MarketState | None:
         strike_type=_text(meta, "strike_type"),
         floor_strike=_strike_or(meta, "floor_strike", None),
         cap_strike=_strike_or(meta, "cap_strike", None),
+        exchange_index=event.exchange_index,
         metadata={
             "ticker": event.market_ticker,
             "event_ticker": event_ticker,
@@ -224,11 +235,13 @@ def apply_lifecycle(state: MarketState | None, event: LifecycleEvent) -> Lifecyc
         return LifecycleOutcome(created, change, needs_fetch=True)
 
     if kind == "created":
+        index = event.exchange_index
         return LifecycleOutcome(
             replace(
                 state,
                 open_time=event.open_ts or state.open_time,
                 close_time=event.close_ts or state.close_time,
+                exchange_index=state.exchange_index if index is None else index,
             )
         )
     if kind in ("activated", "deactivated"):

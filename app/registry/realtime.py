@@ -9,6 +9,11 @@ applied, so a concurrent reconcile cannot interleave.
 A `created` market (or an event for a market we have never seen) is fetched with
 `GET /markets/{ticker}` first (REG-8: about 100 creations a day); a 404 skips it, any other
 failure falls back to the event's own fields for `created` and leaves the rest to reconcile.
+
+Event-level messages of the same channel (`event_lifecycle`, `event_fee_update`) go through
+`apply_event_updates` (`EventUpdate.from_row`): the `events` row gets the message's fields and
+its `metadata` the fee overrides; an unknown event is created from `event_lifecycle` and left to
+reconcile for `event_fee_update`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from typing import Any
 
 from app.config import RegistrySettings
 from app.db.engine import dbapi_connection
+from app.db.rows import LifecycleEventRow
 from app.kalshi.errors import KalshiError, NotFound
 from app.logs import log_event
+from app.normalize import fields
+from app.normalize.fields import FrameError
 from app.registry.lifecycle import (
     LifecycleEvent,
     MarketState,
@@ -30,7 +38,7 @@ from app.registry.lifecycle import (
     apply_lifecycle,
 )
 from app.registry.membership import is_subscribed
-from app.registry.records import RecordError, market_record
+from app.registry.records import RecordError, exchange_index, market_record
 from app.registry.store import jsonb, upsert_markets
 
 log = logging.getLogger("app.registry.realtime")
@@ -55,6 +63,7 @@ _STATE_COLUMNS = (
     "strike_type",
     "floor_strike",
     "cap_strike",
+    "exchange_index",
     "metadata",
 )
 # What lifecycle events may change on an existing row.
@@ -70,6 +79,7 @@ _MUTABLE = (
     "strike_type",
     "floor_strike",
     "cap_strike",
+    "exchange_index",
 )
 
 
@@ -204,3 +214,109 @@ def apply_lifecycle_events(
     report.added = [t for t, m in membership.items() if m]
     report.removed = [t for t, m in membership.items() if not m]
     return report
+
+
+EVENT_MESSAGE_TYPES = frozenset({"event_lifecycle", "event_fee_update"})
+# `event_lifecycle` fields -> `events` columns (kalshi-api.md §3.5; `subtitle` on the wire,
+# `sub_title` in a third-party capture and in REST).
+_EVENT_TEXT_COLUMNS = (
+    ("title", ("title",)),
+    ("sub_title", ("subtitle", "sub_title")),
+    ("collateral_return_type", ("collateral_return_type",)),
+    ("series_ticker", ("series_ticker",)),
+    ("strike_period", ("strike_period",)),
+)
+_FEE_FIELDS = ("fee_type_override", "fee_multiplier_override")
+
+
+@dataclass(frozen=True)
+class EventUpdate:
+    """What an `event_lifecycle` or `event_fee_update` message changes on an `events` row.
+
+    `columns` holds typed column values the message carries (absent fields are left alone);
+    `metadata` the keys merged into the row's `metadata` (the fee overrides, which may be null
+    to clear an override).
+    """
+
+    msg_type: str
+    event_ticker: str
+    columns: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+
+    @classmethod
+    def from_row(cls, row: LifecycleEventRow) -> EventUpdate | None:
+        """From a normalized lifecycle row (None for market messages or unusable payloads)."""
+        if row.msg_type not in EVENT_MESSAGE_TYPES or not row.event_ticker:
+            return None
+        try:
+            return cls.from_msg(row.msg_type, row.payload)
+        except (FrameError, RecordError) as exc:
+            log_event(
+                log,
+                "registry_event_update_skipped",
+                logging.WARNING,
+                event_ticker=row.event_ticker,
+                error=str(exc),
+            )
+            return None
+
+    @classmethod
+    def from_msg(cls, msg_type: str, msg: Mapping[str, Any]) -> EventUpdate:
+        """From the `msg` of an event-level frame; raises `FrameError` / `RecordError`."""
+        ticker = fields.required_text(msg, "event_ticker")
+        columns: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
+        if msg_type == "event_lifecycle":
+            for column, keys in _EVENT_TEXT_COLUMNS:
+                for key in keys:
+                    value = fields.text(msg, key, required=False) if msg.get(key) != "" else None
+                    if value is not None:
+                        columns[column] = value
+                        break
+            if msg.get("strike_date") is not None:
+                columns["strike_date"] = fields.from_unix_s(msg["strike_date"], "'strike_date'")
+            index = exchange_index(msg)
+            if index is not None:
+                columns["exchange_index"] = index
+        elif msg_type == "event_fee_update":
+            for key in _FEE_FIELDS:
+                if key in msg:
+                    metadata[key] = msg[key]
+        else:
+            raise FrameError(f"not an event-level message type: {msg_type!r}")
+        return cls(msg_type, ticker, columns, metadata)
+
+
+def apply_event_updates(conn: Any, updates: Iterable[EventUpdate]) -> int:
+    """Apply event-level updates in order, in the caller's transaction (no commit); returns how
+    many `events` rows were written."""
+    written = 0
+    with dbapi_connection(conn).cursor() as cur:
+        for update in updates:
+            sets = [f"{c} = %s" for c in update.columns]
+            values: list[Any] = list(update.columns.values())
+            if update.metadata:
+                sets.append("metadata = events.metadata || %s")
+                values.append(jsonb(dict(update.metadata)))
+            if not sets:
+                continue
+            cur.execute(
+                f"UPDATE events SET {', '.join(sets)}, updated_at = now() WHERE event_ticker = %s",
+                [*values, update.event_ticker],
+            )
+            if cur.rowcount:
+                written += 1
+                continue
+            if update.msg_type != "event_lifecycle":
+                continue  # fee overrides of an event we lack: reconcile fetches it whole
+            columns = {"event_ticker": update.event_ticker, **update.columns}
+            metadata = {**columns, "event_lifecycle": True}
+            metadata.pop("strike_date", None)
+            cur.execute(
+                f"INSERT INTO events ({', '.join(columns)}, metadata) "
+                f"VALUES ({', '.join(['%s'] * (len(columns) + 1))}) "
+                "ON CONFLICT (event_ticker) DO NOTHING",
+                [*columns.values(), jsonb(metadata)],
+            )
+            written += cur.rowcount
+    return written

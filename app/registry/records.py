@@ -4,6 +4,12 @@ The whole object is kept as `metadata` (Kalshi adds fields every few weeks); the
 query on are parsed exactly (prices in micro-dollars, times as aware datetimes, strikes as
 Decimal, never through float arithmetic). Pure functions; a malformed object raises
 `RecordError` so a sync can skip and count it instead of failing the page.
+
+Fields Kalshi has removed (`response_price_units`, `fractional_trading_enabled`,
+`available_on_brokers`, `liquidity_dollars`, series `volume`) are never required: an object
+without them parses the same (kalshi-api.md §9). Fields added since (`exchange_index`,
+`last_updated_ts`, `categories`, `fee_type_override`, `product_metadata.cadence`, ...) are kept
+in `metadata`; `exchange_index` and `last_updated_ts` also get columns (alembic 0005).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any, NamedTuple
 
 from app.normalize import fields
 from app.normalize.fields import FrameError
+from app.units import INTEGER_MAX
 
 # Quote and activity fields that change with every trade. They are still stored in `metadata`
 # (as of the last write) but are left out of the "did this row change?" test, so a sync does
@@ -33,7 +40,7 @@ VOLATILE_MARKET_FIELDS: tuple[str, ...] = (
     "volume_fp",
     "volume_24h_fp",
     "open_interest_fp",
-    "liquidity_dollars",
+    "liquidity_dollars",  # removed 2026-10-01; old objects still carry it
     # legacy (pre 2026-03-12) integer twins
     "yes_bid",
     "yes_ask",
@@ -83,6 +90,7 @@ class MarketRecord(NamedTuple):
     mve_collection_ticker: str | None
     created_time: datetime | None
     updated_time: datetime | None
+    exchange_index: int | None
     metadata: dict[str, Any]
 
 
@@ -96,6 +104,8 @@ class EventRecord(NamedTuple):
     collateral_return_type: str | None
     strike_date: datetime | None
     strike_period: str | None
+    exchange_index: int | None
+    last_updated_ts: datetime | None
     metadata: dict[str, Any]
 
 
@@ -106,7 +116,14 @@ class SeriesRecord(NamedTuple):
     frequency: str | None
     fee_type: str | None
     tags: list[str]
+    exchange_index: int | None
+    last_updated_ts: datetime | None
     metadata: dict[str, Any]
+
+
+# Series fields that change with every trade (only with `include_volume=true`): not stored, so
+# a series row is rewritten only when its metadata really changes.
+SERIES_VOLUME_FIELDS = frozenset({"volume", "volume_fp"})
 
 
 def _text(obj: Mapping[str, Any], key: str) -> str | None:
@@ -145,6 +162,34 @@ def _time(obj: Mapping[str, Any], key: str) -> datetime | None:
         return fields.from_rfc3339(value, repr(key))
     except FrameError as exc:
         raise RecordError(str(exc)) from None
+
+
+def exchange_index(obj: Mapping[str, Any], key: str = "exchange_index") -> int | None:
+    """The exchange instance (shard) number: a non-negative integer (`integer` column)."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INTEGER_MAX:
+        raise RecordError(f"{key!r} must be a non-negative integer, got {value!r:.60}")
+    return value
+
+
+def updated_ts(obj: Mapping[str, Any], key: str = "last_updated_ts") -> datetime | None:
+    """`last_updated_ts` of a series or event. Its wire form is not documented yet (§9): an
+    RFC 3339 string, Unix seconds or Unix milliseconds are read; anything else is NULL (the raw
+    value stays in `metadata`) rather than losing the whole object."""
+    value = obj.get(key)
+    try:
+        if isinstance(value, str) and value:
+            return fields.from_rfc3339(value, repr(key))
+        if isinstance(value, int) and not isinstance(value, bool):
+            # Unix seconds stay below 1e11 until the year 5138; larger values are milliseconds.
+            if abs(value) < 10**11:
+                return fields.from_unix_s(value, repr(key))
+            return fields.from_unix_ms(value, repr(key))
+    except FrameError:
+        return None
+    return None
 
 
 def strike_value(obj: Mapping[str, Any], key: str) -> Decimal | None:
@@ -220,6 +265,7 @@ def market_record(obj: Mapping[str, Any]) -> MarketRecord:
         mve_collection_ticker=_text(obj, "mve_collection_ticker"),
         created_time=_time(obj, "created_time"),
         updated_time=_time(obj, "updated_time"),
+        exchange_index=exchange_index(obj),
         metadata=_metadata(obj),
     )
 
@@ -238,6 +284,8 @@ def event_record(obj: Mapping[str, Any]) -> EventRecord:
         collateral_return_type=_text(obj, "collateral_return_type"),
         strike_date=_time(obj, "strike_date"),
         strike_period=_text(obj, "strike_period"),
+        exchange_index=exchange_index(obj),
+        last_updated_ts=updated_ts(obj),
         metadata=_metadata(metadata),
     )
 
@@ -248,7 +296,12 @@ def series_record(obj: Mapping[str, Any]) -> SeriesRecord:
     tags = obj.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise RecordError(f"'tags' must be a list of strings, got {tags!r:.60}")
-    metadata = {k: v for k, v in obj.items() if k != "volume"}  # include_volume only
+    categories = obj.get("categories")
+    if categories is not None and (
+        not isinstance(categories, list) or not all(isinstance(c, str) for c in categories)
+    ):
+        raise RecordError(f"'categories' must be a list of strings, got {categories!r:.60}")
+    metadata = {k: v for k, v in obj.items() if k not in SERIES_VOLUME_FIELDS}
     return SeriesRecord(
         ticker=_required(obj, "ticker"),
         title=_text(obj, "title"),
@@ -256,5 +309,7 @@ def series_record(obj: Mapping[str, Any]) -> SeriesRecord:
         frequency=_text(obj, "frequency"),
         fee_type=_text(obj, "fee_type"),
         tags=list(tags),
+        exchange_index=exchange_index(obj),
+        last_updated_ts=updated_ts(obj),
         metadata=_metadata(metadata),
     )

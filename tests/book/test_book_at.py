@@ -219,7 +219,15 @@ def test_negative_level_is_reported_not_clamped(conn) -> None:
         g._store(
             stream,
             stream.seq,
-            delta_frame(7, stream.seq, A, "yes" if price != 520_000 else "no", price, delta, 0),
+            delta_frame(
+                7,
+                stream.seq,
+                A,
+                "yes" if price != 520_000 else "no",
+                price,
+                delta,
+                1_790_000_000_000,
+            ),
         )
     _store(conn, g)
     result = book_at(conn, A, g.now)

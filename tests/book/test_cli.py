@@ -28,7 +28,7 @@ def stored(migrated_database: str) -> tuple[str, Gatherer]:
     g.snapshot(stream, TICKER)
     for seq, side, price, delta in ((3, "yes", 80_000, -30_000), (4, "no", 10_500, 1)):
         stream.seq = seq
-        g._store(stream, seq, delta_frame(2, seq, TICKER, side, price, delta, 0))
+        g._store(stream, seq, delta_frame(2, seq, TICKER, side, price, delta, 1_790_000_000_000))
     conn = psycopg2.connect(migrated_database)
     try:
         write_rows(conn, g.rows)

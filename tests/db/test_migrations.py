@@ -29,6 +29,18 @@ def _relations(url: str) -> dict[str, str]:
     return rows
 
 
+def _columns(url: str, table: str) -> set[str]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = %s",
+            (table,),
+        )
+        rows = {name for (name,) in cur.fetchall()}
+    conn.close()
+    return rows
+
+
 def _frames(url: str) -> list[tuple[object, ...]]:
     """Every frame the `raw_frames` relation holds (a view since 0003, a table before).
 
@@ -48,12 +60,18 @@ def _frames(url: str) -> list[tuple[object, ...]]:
 def test_up_and_down_on_an_empty_database(scratch_database: str) -> None:
     result = migrations.upgrade(scratch_database)
     assert (result.created_database, result.before) == (False, None)
-    assert result.after == migrations.head_revision() == "0004"
+    assert result.after == migrations.head_revision() == "0005"
     relations = _relations(scratch_database)
     for table in ALL_TABLES:
         assert relations[table.name] == ("p" if table.partitioned else "r"), table.name
     for view in (*VIEWS, "raw_frames"):
         assert relations[view] == "v"
+
+    assert {"exchange_index", "last_updated_ts"} <= _columns(scratch_database, "series")
+    down = migrations.downgrade(scratch_database, "0004")
+    assert (down.before, down.after) == ("0005", "0004")
+    for table in ("markets", "events", "series"):
+        assert not {"exchange_index", "last_updated_ts"} & _columns(scratch_database, table)
 
     down = migrations.downgrade(scratch_database, "0003")
     assert (down.before, down.after) == ("0004", "0003")
@@ -86,7 +104,9 @@ def test_round_trip_on_a_populated_database(scratch_database: str) -> None:
     frames = _frames(scratch_database)
     assert len(frames) == 16
 
-    # 0004 down drops the holes (and only them); they are the listener's, not frames.
+    # 0005 down drops registry columns only; 0004 down drops the holes (and only them).
+    migrations.downgrade(scratch_database, "0004")
+    assert _frames(scratch_database) == frames
     migrations.downgrade(scratch_database, "0003")
     assert _frames(scratch_database) == frames
     counts.pop("capture_holes")
@@ -131,9 +151,9 @@ def test_upgrade_creates_a_missing_database(postgres_admin_url: str) -> None:
     url = database_url(postgres_admin_url, name)
     try:
         result = migrations.upgrade(url)
-        assert result.created_database and result.after == "0004"
+        assert result.created_database and result.after == "0005"
         again = migrations.upgrade(url)
-        assert not again.created_database and again.before == again.after == "0004"
+        assert not again.created_database and again.before == again.after == "0005"
     finally:
         admin = psycopg2.connect(postgres_admin_url)
         admin.autocommit = True
@@ -156,14 +176,14 @@ def test_cli_creates_the_database_and_migrates(postgres_admin_url: str) -> None:
         first = run_cli("migrate", KD_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
         assert f"created database {url}" in first.stdout
-        assert "base -> 0004" in first.stdout
-        assert migrations.current_revision(url) == "0004"
+        assert "base -> 0005" in first.stdout
+        assert migrations.current_revision(url) == "0005"
 
         second = run_cli("migrate", "--database-url", url)
-        assert second.returncode == 0 and "already at revision 0004" in second.stdout
+        assert second.returncode == 0 and "already at revision 0005" in second.stdout
 
         down = run_cli("migrate", "--database-url", url, "--downgrade", "0001")
-        assert down.returncode == 0 and "0004 -> 0001" in down.stdout
+        assert down.returncode == 0 and "0005 -> 0001" in down.stdout
         assert migrations.current_revision(url) == "0001"
     finally:
         admin = psycopg2.connect(postgres_admin_url)

@@ -41,7 +41,7 @@ def test_market_pagination_follows_cursors(rest_harness: HarnessFactory) -> None
     harness = rest_harness(handler)
     markets = list(
         harness.client.iter_markets(
-            status="open", series_ticker="KXSIM", event_ticker=["E1", "E2"], limit=3
+            status="open", series_ticker="KXSIM", event_ticker="E1", limit=3
         )
     )
     assert [m["ticker"] for m in markets] == [f"KXSIM-M{n}" for n in range(6)]
@@ -50,7 +50,7 @@ def test_market_pagination_follows_cursors(rest_harness: HarnessFactory) -> None
     assert [r.param("cursor") for r in sent] == [None, "c1", "c2"]
     assert all(r.path == "/trade-api/v2/markets" for r in sent)
     assert sent[0].param("status") == "open"
-    assert sent[0].param("event_ticker") == "E1,E2"
+    assert sent[0].param("event_ticker") == "E1"
     assert sent[0].param("limit") == "3"
     assert sent[0].param("min_close_ts") is None  # unset filters are not sent
     assert harness.limiter.reserved == [10, 10, 10]
@@ -319,10 +319,13 @@ def test_historical_cutoff(rest_harness: HarnessFactory) -> None:
         ({"status": "active"}, "status filter must be one of"),
         ({"limit": 1001}, "limit must be between 1 and 1000"),
         ({"event_ticker": [f"E{n}" for n in range(11)]}, "at most 10 event tickers"),
+        ({"event_ticker": "E1,E2"}, "takes one event ticker"),
         ({"min_created_ts": 1, "max_close_ts": 2}, "mutually exclusive"),
         ({"status": "settled", "min_close_ts": 1}, "close timestamp filters do not combine"),
         ({"status": "open", "min_updated_ts": 1}, "do not combine"),
-        ({"min_updated_ts": 1, "series_ticker": "S"}, "only with mve_filter=exclude"),
+        ({"min_updated_ts": 1, "event_ticker": "E"}, "only with series_ticker and mve_filter"),
+        ({"min_updated_ts": 1, "tickers": ["M"]}, "only with series_ticker and mve_filter"),
+        ({"min_updated_ts": 1, "mve_filter": "only"}, "only with series_ticker and mve_filter"),
     ],
 )
 def test_market_filters_kalshi_rejects_are_refused_locally(
@@ -338,9 +341,77 @@ def test_allowed_timestamp_combinations_are_sent(rest_harness: HarnessFactory) -
     harness = rest_harness(lambda r: Reply(body={"markets": []}))
     list(harness.client.iter_markets(status="settled", min_settled_ts=10, max_settled_ts=20))
     list(harness.client.iter_markets(min_updated_ts=30, mve_filter="exclude"))
-    first, second = harness.server.received
+    list(harness.client.iter_markets(min_updated_ts=40, series_ticker="KXS"))  # §9
+    first, second, third = harness.server.received
     assert (first.param("min_settled_ts"), first.param("max_settled_ts")) == ("10", "20")
     assert (second.param("min_updated_ts"), second.param("mve_filter")) == ("30", "exclude")
+    assert (third.param("min_updated_ts"), third.param("series_ticker")) == ("40", "KXS")
+
+
+def test_several_event_tickers_are_walked_one_at_a_time(rest_harness: HarnessFactory) -> None:
+    """`GET /markets?event_ticker=` takes one ticker (kalshi-api.md §9): never a comma list."""
+
+    def handler(request: Received) -> Reply:
+        event = request.param("event_ticker")
+        return Reply(body={"markets": [{"ticker": f"{event}-M"}], "cursor": ""})
+
+    harness = rest_harness(handler)
+    markets = list(harness.client.iter_markets(event_ticker=["E1", "E2", "E1"], status="open"))
+    assert [m["ticker"] for m in markets] == ["E1-M", "E2-M"]
+    sent = harness.server.received
+    assert [r.param("event_ticker") for r in sent] == ["E1", "E2"]
+    assert all(r.param("status") == "open" for r in sent)
+    with pytest.raises(ValueError, match="one event ticker"):
+        list(harness.client.market_pages(event_ticker=["E1", "E2"]))
+    (page,) = harness.client.market_pages(event_ticker=["E3"])
+    assert page.items == [{"ticker": "E3-M"}]
+
+
+def test_events_and_series_accept_min_updated_ts(rest_harness: HarnessFactory) -> None:
+    def handler(request: Received) -> Reply:
+        if request.path.endswith("/events"):
+            return Reply(body={"events": [], "cursor": ""})
+        return Reply(body={"series": [{"ticker": "S1"}], "cursor": "ignored"})
+
+    harness = rest_harness(handler)
+    list(harness.client.iter_events(min_updated_ts=50, series_ticker="KXS"))
+    # `/series` is not paginated: one request, even if a cursor shows up
+    pages = list(harness.client.series_pages(min_updated_ts=60))
+    assert [(p.items, p.cursor) for p in pages] == [([{"ticker": "S1"}], None)]
+    events, series = harness.server.received
+    assert (events.param("min_updated_ts"), events.param("series_ticker")) == ("50", "KXS")
+    assert (series.param("min_updated_ts"), series.param("cursor")) == ("60", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        (  # the spec's flat shape
+            {"code": "bad_param", "message": "limit too big", "details": "max 1000",
+             "service": "exchange"},
+            ("bad_param", "limit too big", "max 1000"),
+        ),
+        (  # production's nested shape
+            {"error": {"code": "not_found", "message": "no such market", "details": "NOPE"}},
+            ("not_found", "no such market", "NOPE"),
+        ),
+        ({"msg": "something broke"}, (None, "something broke", None)),
+        ({"error": "too many requests"}, (None, "too many requests", None)),
+        ({"details": "only details"}, (None, "only details", "only details")),
+        ({"error": {"code": 42, "details": {"field": "limit"}}}, ("42", '{"field":"limit"}',
+                                                                  '{"field":"limit"}')),
+        ([1, 2], (None, "[1, 2]", None)),
+    ],
+)  # fmt: skip
+def test_error_bodies_in_every_shape(
+    rest_harness: HarnessFactory, body: object, fields: tuple[str | None, ...]
+) -> None:
+    harness = rest_harness(lambda r: Reply(400, body))
+    with pytest.raises(BadRequest) as caught:
+        harness.client.get_market("NOPE")
+    error = caught.value
+    assert (error.code, error.message, error.details) == fields
+    assert error.message is None or error.message in str(error)
 
 
 def test_from_settings_uses_the_tier_bucket_and_settings(rsa_keypair: KeyPair) -> None:
@@ -360,8 +431,8 @@ def test_from_settings_uses_the_tier_bucket_and_settings(rsa_keypair: KeyPair) -
     assert (session.max_retries, session.timeout_s) == (2, 3.0)
     assert client.orderbook_batch_size == 100  # premier: 1,000 tokens cover 100 items
     basic = KalshiRest.from_settings(KalshiSettings(tier="basic"))
-    assert basic.orderbook_batch_size == 20  # 200 tokens: a bigger batch could never pass
-    assert KalshiRest.from_settings(KalshiSettings(tier="advanced")).orderbook_batch_size == 30
+    assert basic.orderbook_batch_size == 40  # 400 tokens: a bigger batch could never pass
+    assert KalshiRest.from_settings(KalshiSettings(tier="advanced")).orderbook_batch_size == 60
     assert KalshiRest.from_settings(settings, signer=None).session.signer is None
     client.close()
 

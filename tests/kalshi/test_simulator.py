@@ -196,17 +196,17 @@ def test_injected_429_and_5xx_are_retried(sim: dict, rsa_keypair: KeyPair) -> No
 
 
 def test_client_bucket_keeps_a_basic_tier_simulator_happy(rsa_keypair: KeyPair) -> None:
-    """40 reads on Basic: an 18-read burst (10 % headroom), then 20 reads/s; the simulator,
-    which enforces Kalshi's Basic bucket, never answers 429."""
+    """80 reads on Basic: a 36-read burst (2 s of tokens since 2026-08-19, 10 % headroom), then
+    20 reads/s; the simulator, which enforces Kalshi's Basic bucket, never answers 429."""
     with simulator("--markets", "20", "--rate", "1", "--rate-limit", "basic") as origin:
         settings = KalshiSettings(rest_url=f"{origin}/trade-api/v2", tier="basic", max_retries=0)
         started = time.monotonic()
         with KalshiRest.from_settings(settings) as client:
-            for _ in range(40):
+            for _ in range(80):
                 client.get_exchange_status()
         elapsed = time.monotonic() - started
         assert admin_state(origin)["rest_rate_limited"] == 0
-        assert 1.0 <= elapsed < 5.0  # (400 - 180) tokens / 200 per s = 1.1 s of pacing
+        assert 2.0 <= elapsed < 6.0  # (800 - 360) tokens / 200 per s = 2.2 s of pacing
 
 
 def test_legacy_format_books_and_trades(rsa_keypair: KeyPair) -> None:

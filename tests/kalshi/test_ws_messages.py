@@ -7,9 +7,11 @@ import pytest
 from app.kalshi.errors import KalshiError, WireFormatError
 from app.kalshi.ws_errors import (
     WS_ERROR_CLASSES,
+    WsAlreadySubscribed,
     WsError,
     WsExactlyOneSidRequired,
     WsMarketNotFound,
+    WsUnderlyingTickersRequired,
     ws_error_from_frame,
 )
 from app.kalshi.ws_replies import (
@@ -88,3 +90,26 @@ def test_reply_variants() -> None:
     assert [(s.channel, s.sid) for s in wrapped] == [("trade", 1)]
     with pytest.raises(WireFormatError, match="without channel/sid"):
         parse_subscription_list({"id": 4, "type": "ok", "msg": [{"sid": 1}]})
+
+
+def test_official_codes_1_to_28_and_the_retired_6() -> None:
+    """kalshi-api.md §9: codes 1-28 official, 28 = "Underlying tickers required", 6 retired."""
+    assert set(range(1, 29)) <= set(WS_ERROR_CLASSES)
+    error = ws_error_from_frame({"id": 3, "type": "error", "msg": {"code": 28}})
+    assert isinstance(error, WsUnderlyingTickersRequired)
+    assert (error.error_code, error.message) == (28, "Underlying tickers required")
+    assert str(error) == "Kalshi WebSocket error 28: Underlying tickers required"
+    retired = ws_error_from_frame(
+        {"type": "error", "msg": {"code": 6, "msg": "Already subscribed"}}
+    )
+    assert isinstance(retired, WsAlreadySubscribed) and retired.retired
+    assert {code for code, cls in WS_ERROR_CLASSES.items() if cls.retired} == {6}
+    assert all(cls.description != WsError.description for cls in WS_ERROR_CLASSES.values())
+
+
+@pytest.mark.parametrize("code", [0, 30, 99, 10_000, -1])
+def test_unknown_codes_are_a_generic_typed_error(code: int) -> None:
+    error = ws_error_from_frame({"id": 1, "type": "error", "msg": {"code": code}})
+    assert type(error) is WsError and error.error_code == code
+    assert isinstance(error, KalshiError) and not error.terminal
+    assert error.message == str({"code": code})  # the raw body is kept as the text

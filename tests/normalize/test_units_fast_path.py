@@ -14,7 +14,8 @@ Convert = Callable[[str | int], int]
 
 
 def _slow_dollars(value: str | int) -> int:
-    return units._exact_int(units._decimal(value, "price"), units._MICRO, "price", value)
+    number = units._decimal(value, "price")
+    return units._exact_int(number, units._MICRO, "price", value, units.PRICE_DECIMALS)
 
 
 def _slow_count(value: str | int) -> int:
@@ -148,3 +149,15 @@ def test_fast_path_results_are_exact() -> None:
         assert units.plain_scaled(value, 6, units.MICROS_PER_DOLLAR) is not None
     for value in (".5", "+1", "1e2", " 1", "\u0663", "0.1234567", "9" * 25, ""):
         assert units.plain_scaled(value, 6, units.MICROS_PER_DOLLAR) is None
+
+
+def test_six_decimal_prices_are_exact_and_a_seventh_is_refused() -> None:
+    """kalshi-api.md §9: the $0.0001 grid as dollar strings with up to 6 decimals."""
+    assert units.dollars_to_micros("0.1234") == 123_400
+    assert units.dollars_to_micros("0.123456") == 123_456
+    assert units.dollars_to_micros("0.000001") == 1
+    for value in ("0.1234567", "0.1234560", "0.0000010", "1.0000000", "1.0E-7"):
+        with pytest.raises(units.UnitError, match="more than 6 decimals"):
+            units.dollars_to_micros(value)
+    # Counts keep their own rule (2 decimals stored, trailing zeros harmless).
+    assert units.count_to_hundredths("136.000") == 13_600
