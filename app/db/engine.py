@@ -7,6 +7,7 @@ raised as `DatabaseUnavailable` with a one-line message that never contains the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -81,10 +82,43 @@ def first_line(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg2.extensions.connection:
-    """A raw psycopg2 connection (what `app.db.copy` needs for COPY)."""
+@dataclass(frozen=True)
+class SessionLimits:
+    """What keeps a session from hanging forever on a dead or stuck server.
+
+    TCP keepalives (libpq `keepalives*`): a peer that vanished without a FIN (host down,
+    network cut) is detected after about idle + interval x count seconds instead of the
+    kernel's two hours. `statement_timeout_ms` (0 = none): a statement waiting on a lock or on
+    a hung server is cancelled (SQLSTATE 57014), which the ingest treats as a database fault
+    and retries (docs/ingest.md "Database faults").
+    """
+
+    statement_timeout_ms: int = 0
+    keepalives_idle_s: int = 30
+    keepalives_interval_s: int = 10
+    keepalives_count: int = 3
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """libpq connection parameters for these limits."""
+        kwargs: dict[str, Any] = {
+            "keepalives": 1,
+            "keepalives_idle": self.keepalives_idle_s,
+            "keepalives_interval": self.keepalives_interval_s,
+            "keepalives_count": self.keepalives_count,
+        }
+        if self.statement_timeout_ms > 0:
+            kwargs["options"] = f"-c statement_timeout={int(self.statement_timeout_ms)}"
+        return kwargs
+
+
+def connect(
+    url: str, *, autocommit: bool = False, limits: SessionLimits | None = None
+) -> psycopg2.extensions.connection:
+    """A raw psycopg2 connection (what `app.db.copy` needs for COPY); `limits` sets TCP
+    keepalives and a statement timeout on the session."""
+    extra = limits.connect_kwargs() if limits is not None else {}
     try:
-        conn = psycopg2.connect(libpq_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
+        conn = psycopg2.connect(libpq_dsn(url), connect_timeout=CONNECT_TIMEOUT_S, **extra)
     except psycopg2.OperationalError as exc:
         raise DatabaseUnavailable(
             f"cannot connect to {describe_url(url)}: {first_line(exc)}"

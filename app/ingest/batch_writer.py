@@ -55,6 +55,7 @@ def batch_frame_facts(
             seq=frame.seq,
             gap=frame.gap,
             resync=frame.resync,
+            yes_price=frame.yes_price,
         )
         yield frame_facts(frame.raw, envelope)
 
@@ -143,6 +144,7 @@ class EntryBatch:
             seq=frame.seq,
             gap=frame.gap,
             resync=frame.resync,
+            yes_price=frame.yes_price,
             stream=self.stream,
             entry_id=entry.id,
         )
@@ -161,7 +163,8 @@ class EntryBatch:
                 if frame.repeat:
                     continue  # an exchange resend of a stored seq: its raw batch keeps it
                 line = None
-                if gatherer_plain and _DELTA_MARK in frame.raw:
+                # A yes-price frame's NO prices need turning back: the general mapper does it.
+                if gatherer_plain and not frame.yes_price and _DELTA_MARK in frame.raw:
                     prefix = prefixes.get(frame.conn_id, "")
                     if prefix == "":
                         prefix = (

@@ -27,15 +27,32 @@ from app.config import RegistrySettings
 from app.db.copy import write_rows
 from app.db.rows import DeadLetterRow, LifecycleEventRow, Row
 from app.ingest.batch_writer import EntryBatch, write_batch
+from app.ingest.faults import describe, is_database_fault
+from app.ingest.isolation import STAGE_WRITE, write_isolated
 from app.logs import log_event
 from app.metrics import classify_dead_letter, record_dead_letters
 from app.normalize import FormatVersion, FrameEnvelope, datetime_from_ns, normalize_frame
 from app.normalize.frames import DEAD_LETTER_STAGE
-from app.registry import ChangeFeed, LifecycleEvent, apply_lifecycle_events
+from app.registry import (
+    ChangeFeed,
+    EventUpdate,
+    LifecycleEvent,
+    apply_event_updates,
+    apply_lifecycle_events,
+)
 from app.streams import DeadLetter, EnvelopeError, decode_entry, parse_dead_letter
 from app.streams.drain import Entry
 
 log = logging.getLogger(__name__)
+
+
+class EntryRefused(Exception):
+    """Entries the database refuses whole (their raw batch or dead letter), id -> reason."""
+
+    def __init__(self, refused: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{key}: {why}" for key, why in refused.items()))
+        self.refused = refused
+
 
 # `dead_letters.stage` of rows copied from the dead-letter stream.
 STAGE_ENVELOPE = "envelope"  # the entry itself did not decode (corrupt, unknown version)
@@ -72,6 +89,7 @@ def entry_rows(
                 seq=frame.seq,
                 gap=frame.gap,
                 resync=frame.resync,
+                yes_price=frame.yes_price,
                 stream=stream,
                 entry_id=entry.id,
             )
@@ -94,6 +112,8 @@ def dead_letter_class(row: DeadLetterRow) -> str:
     """The `reason_class` label of a dead_letters row (docs/metrics.md)."""
     if row.stage == STAGE_ENVELOPE:
         return "corrupt_envelope"
+    if row.stage == STAGE_WRITE:
+        return "rejected_row"  # the database refused the frame's rows (app.ingest.isolation)
     if row.stage == DEAD_LETTER_STAGE:
         reason = row.reason
         if reason.startswith(UNPARSEABLE_REASONS) or row.msg_type is None:
@@ -143,8 +163,16 @@ def write_entries(
     version: FormatVersion | None = None,
     registry: RegistrySettings | None = None,
     feed: ChangeFeed | None = None,
+    rejected: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Normalize and write `entries` in one transaction, commit; returns new rows per table.
+
+    A database fault (app.ingest.faults) is raised untouched: nothing is written and the
+    entries are not to blame. A row refused for its values makes the batch go again step by
+    step (`app.ingest.isolation.write_isolated`): the refused frame becomes a `dead_letters`
+    row (stage `write`), everything else is stored. An entry that cannot be stored at all is
+    left out and put in `rejected` (id -> reason) for the drain to dead-letter; without a
+    `rejected` dict that raises `EntryRefused` and nothing commits.
 
     The entries' raw batches, their book deltas and every other row go in as
     `app.ingest.batch_writer` describes. With `registry`, market lifecycle rows are also applied
@@ -154,21 +182,50 @@ def write_entries(
     """
     batch = EntryBatch(entries, gatherer=gatherer, stream=stream, version=version)
     report = None
+    refused: dict[str, str] = {} if rejected is None else rejected
     try:
-        counts = write_batch(conn, batch)
+        try:
+            counts = write_batch(conn, batch)
+            written = batch.rows
+        except Exception as exc:
+            if is_database_fault(exc):
+                raise  # not the entries' fault: the drain keeps them pending and retries
+            # A row of this batch was refused for its values: find it, dead-letter it alone.
+            log_event(
+                log,
+                "ingest.batch_isolating",
+                logging.WARNING,
+                stream=stream,
+                entries=len(entries),
+                first_id=entries[0].id if entries else None,
+                error=describe(exc),
+            )
+            rollback(conn)
+            counts, written = write_isolated(
+                conn, entries, gatherer=gatherer, stream=stream, version=version, rejected=refused
+            )
+            if refused and rejected is None:
+                raise EntryRefused(refused) from exc
         if registry is not None:
             events = [
                 event
-                for row in batch.rows
+                for row in written
                 if isinstance(row, LifecycleEventRow) and (event := LifecycleEvent.from_row(row))
             ]
             if events:
                 report = apply_lifecycle_events(conn, events, settings=registry)
+            updates = [
+                update
+                for row in written
+                if isinstance(row, LifecycleEventRow) and (update := EventUpdate.from_row(row))
+            ]
+            if updates:
+                apply_event_updates(conn, updates)
         conn.commit()
     except BaseException:
         rollback(conn)
         raise
-    record_dead_letter_rows(batch.rows, counts.get("dead_letters", 0))
+    record_dead_letter_rows(written, counts.get("dead_letters", 0))
     if report is not None:
         counts["registry_status_changes"] = report.status_changes
         if feed is not None and (report.added or report.removed):

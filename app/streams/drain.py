@@ -10,17 +10,23 @@ One run:
    longer exist (Redis 7 returns them as a third element and drops them from the PEL) are
    counted as `deleted` and logged as an error: only an unsafe trim can cause that.
 3. Then read new entries: XREADGROUP GROUP g consumer COUNT count STREAMS s >.
-4. For each batch: entries delivered more than `max_deliveries` times go to the dead-letter
-   stream (poison); entries whose envelope does not decode go there too; the rest are handed
-   to `handler(entries)`, which must write them in ONE database transaction and commit; then
-   one XACK acknowledges them. Reclaimed entries already delivered more than twice are handed
-   over one at a time, so a poison entry is isolated and its innocent neighbours get written.
+4. For each batch: entries whose envelope does not decode go to the dead-letter stream; the
+   rest are handed to `handler(entries)`, which must write them in ONE database transaction
+   and commit; then one XACK acknowledges them. Reclaimed entries already delivered more than
+   twice (or more than `max_deliveries` times) are handed over one at a time, so a poison
+   entry is isolated and its innocent neighbours get written. The handler may return
+   `Handled(rejected={entry id: reason})`: it committed the others without those, which go
+   to the dead-letter stream (the handler found them to be at fault themselves).
 5. Loop until the stream has nothing new (returns) or `budget_s` is spent.
 
 If the handler raises, nothing of that call is acked; the entries stay pending and a later
-drain (any consumer) reclaims them after `min_idle_ms`. An exception of a `retryable` type
-(default OSError, e.g. the database is unreachable) is not the entries' fault: their delivery
-counts are put back (XCLAIM RETRYCOUNT), so an outage never turns good entries into poison.
+drain (any consumer) reclaims them after `min_idle_ms`. An exception that `retryable` accepts
+(a tuple of types, default OSError, or a predicate; e.g. the database is unreachable,
+read-only or timing out) is not the entries' fault: their delivery counts are put back and
+their idle time set to `min_idle_ms` (XCLAIM RETRYCOUNT IDLE), so the next run retries them at
+once and no outage, however long, turns good entries into poison. An entry is poison only when
+it was delivered more than `max_deliveries` times AND failed again, alone, with an error that
+is not retryable: a count inflated by killed workers alone never dead-letters anything.
 A crash between the handler's commit and the XACK makes the entry be delivered again, so
 handlers MUST be idempotent (ON CONFLICT DO NOTHING on stable keys, DESIGN §4).
 This module never interprets frames; the handler does.
@@ -31,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import redis
@@ -55,6 +61,15 @@ class Entry(NamedTuple):
 
 
 Handler = Callable[[list[Entry]], Any]
+Retryable = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+@dataclass
+class Handled:
+    """What a handler may return: it committed every entry but `rejected` (id -> reason),
+    which the drain moves to the dead-letter stream (and acknowledges) instead."""
+
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,7 +85,10 @@ class DrainResult:
     failed: int = 0  # entries in the handler call that raised (left pending)
     handler_calls: int = 0
     error: str | None = None  # the handler's exception, if one stopped the run
+    fault: BaseException | None = field(default=None, repr=False, compare=False)  # ...itself
+    transient: bool = False  # that exception was retryable (not the entries' fault)
     exhausted: bool = False  # stopped because nothing was left (not because of the budget)
+    paused_s: float = 0.0  # not run: the gatherer's database backoff had this long to go
     elapsed_s: float = 0.0
 
 
@@ -87,7 +105,7 @@ def drain(
     max_deliveries: int | None = 5,
     dead_stream: str | None = None,
     decode: bool = True,
-    retryable: tuple[type[BaseException], ...] = (OSError,),
+    retryable: Retryable = (OSError,),
 ) -> DrainResult:
     """Drain `stream` for up to `budget_s` seconds; see the module docstring."""
     if client.get_connection_kwargs().get("decode_responses"):
@@ -106,6 +124,7 @@ def drain(
         dead_stream=dead_stream or dead_stream_for(stream),
         decode=decode,
         retryable=retryable,
+        min_idle_ms=min_idle_ms,
     )
     ensure_group(client, stream, group)
     cursor: Any = "0-0"
@@ -144,7 +163,8 @@ class _Run:
         max_deliveries: int | None,
         dead_stream: str,
         decode: bool,
-        retryable: tuple[type[BaseException], ...],
+        retryable: Retryable,
+        min_idle_ms: int = 0,
     ) -> None:
         self.client = client
         self.stream = stream
@@ -156,6 +176,7 @@ class _Run:
         self.dead_stream = dead_stream
         self.decode = decode
         self.retryable = retryable
+        self.min_idle_ms = min_idle_ms
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -216,11 +237,6 @@ class _Run:
         """Dead-letter, decode, hand over and ack one batch. False if the handler failed."""
         ready: list[Entry] = []
         for entry in entries:
-            if self.max_deliveries is not None and entry.deliveries > self.max_deliveries:
-                self._dead_letter(
-                    entry, f"delivered {entry.deliveries} times without an ack (handler failed)"
-                )
-                continue
             if self.decode:
                 try:
                     entry = entry._replace(frames=decode_entry(entry.fields))
@@ -232,27 +248,56 @@ class _Run:
         for index, group in enumerate(groups):
             self.result.handler_calls += 1
             try:
-                self.handler(group)
+                outcome = self.handler(group)
             except Exception as exc:
+                if self._poison(group, exc):
+                    continue
                 self._fail(group, groups[index + 1 :], exc)
                 return False
-            self.client.xack(self.stream, self.group, *[entry.id for entry in group])
-            self.result.handled += len(group)
-            self.result.acked += len(group)
-            self.result.frames += sum(len(entry.frames) for entry in group)
+            rejected = outcome.rejected if isinstance(outcome, Handled) else {}
+            for entry in group:
+                if entry.id in rejected:
+                    self._dead_letter(entry, rejected[entry.id])
+            done = [entry for entry in group if entry.id not in rejected]
+            if done:
+                self.client.xack(self.stream, self.group, *[entry.id for entry in done])
+            self.result.handled += len(done)
+            self.result.acked += len(done)
+            self.result.frames += sum(len(entry.frames) for entry in done)
         return True
 
-    @staticmethod
-    def _group(entries: list[Entry]) -> list[list[Entry]]:
+    def _group(self, entries: list[Entry]) -> list[list[Entry]]:
         """Entries delivered more than twice go one per call: a poison entry fails alone."""
-        batch = [e for e in entries if e.deliveries <= 2]
-        singles = [[e] for e in entries if e.deliveries > 2]
+        alone = 2 if self.max_deliveries is None else min(2, self.max_deliveries)
+        batch = [e for e in entries if e.deliveries <= alone]
+        singles = [[e] for e in entries if e.deliveries > alone]
         return ([batch] if batch else []) + singles
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        if isinstance(self.retryable, tuple):
+            return isinstance(exc, self.retryable)
+        return bool(self.retryable(exc))
+
+    def _poison(self, group: list[Entry], exc: Exception) -> bool:
+        """Dead-letter a lone entry over `max_deliveries` that failed again on its own fault."""
+        if self.max_deliveries is None or len(group) != 1:
+            return False
+        (entry,) = group
+        if entry.deliveries <= self.max_deliveries or self._is_transient(exc):
+            return False
+        error = f"{type(exc).__name__}: {exc}"
+        self._dead_letter(
+            entry,
+            f"delivered {entry.deliveries} times without an ack; failed again alone: {error}",
+        )
+        return True
 
     def _fail(self, group: list[Entry], untried: list[list[Entry]], exc: Exception) -> None:
         self.result.failed += len(group)
         self.result.error = f"{type(exc).__name__}: {exc}"
-        transient = isinstance(exc, self.retryable)
+        self.result.fault = exc
+        transient = self._is_transient(exc)
+        self.result.transient = transient
         log_event(
             logger,
             "streams_handler_failed",
@@ -268,10 +313,12 @@ class _Run:
         give_back = [entry for batch in untried for entry in batch]
         if transient:
             give_back += group
-        self._restore_deliveries(give_back)
+        # Transient: no fault of theirs, retry them as soon as the next run (after any pause).
+        self._restore_deliveries(give_back, idle_ms=self.min_idle_ms if transient else None)
 
-    def _restore_deliveries(self, entries: list[Entry]) -> None:
-        """Undo this delivery's count for entries no handler really tried (XCLAIM RETRYCOUNT)."""
+    def _restore_deliveries(self, entries: list[Entry], idle_ms: int | None = None) -> None:
+        """Undo this delivery's count for entries no handler really tried (XCLAIM RETRYCOUNT);
+        with `idle_ms`, also make them look idle that long, i.e. reclaimable right away."""
         if not entries:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -282,6 +329,7 @@ class _Run:
                 self.consumer,
                 0,
                 [entry.id],
+                idle=idle_ms,
                 retrycount=max(0, entry.deliveries - 1),
                 justid=True,
             )

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from app.config import Settings
 from app.fleet.pipeline import PipelineReader, PipelineStatusLine
 from app.ingest import STAGE_ENVELOPE, entry_rows, run_drain, stream_names, write_entries
-from app.ingest.runner import close_all, database
+from app.ingest.runner import close_all, database, session_limits
 from app.streams import Entry, Frame, decode_entry, stream_stats
 from tests.conftest import free_port
 from tests.ingest.conftest import publish, query
@@ -239,7 +239,10 @@ def test_database_outage_leaves_entries_pending_and_reconnects(
 ) -> None:
     names = stream_names(settings)
     publish(settings, real_frames(settings)[2:4], tmp_path / "j")  # a trade + a malformed frame
-    conn = database(settings.database_url)
+    settings = settings.model_copy(
+        update={"streams": settings.streams.model_copy(update={"db_retry_min_s": 0.05})}
+    )
+    conn = database(settings.database_url, session_limits(settings))
     with conn.cursor() as cur:  # warm the cached connection, then kill it server-side
         cur.execute("SELECT 1")
     conn.commit()
@@ -254,13 +257,13 @@ def test_database_outage_leaves_entries_pending_and_reconnects(
     pending = client.xpending_range(names.trade, settings.streams.group, "-", "+", 10)
     assert [p["times_delivered"] for p in pending] == [0]  # retryable: count restored
 
-    retry = settings.model_copy(
-        update={"streams": settings.streams.model_copy(update={"min_idle_ms": 0})}
-    )
-    ok = run_drain(retry, names.trade)  # a fresh connection
+    paused = run_drain(settings, names.trade)  # the database backoff holds every drain
+    assert paused.drain.paused_s > 0 and paused.drain.handler_calls == 0
+    time.sleep(0.1)
+    ok = run_drain(settings, names.trade)  # a fresh connection; the entry is retried at once
     assert ok.drain.error is None and ok.drain.handled == 1
     assert ok.rows == {"raw_batches": 1, "raw_frames": 2, "dead_letters": 1, "trades": 1}
-    assert database(settings.database_url) is not conn
+    assert database(settings.database_url, session_limits(settings)) is not conn
 
 
 def test_drain_that_raises_counts_as_failed(settings: Settings) -> None:

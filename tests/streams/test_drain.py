@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from app.streams import Entry, Frame, decode_entry, drain, encode_entry, parse_dead_letter
+from app.streams.drain import Handled
 from tests.conftest import REPO
 
 GROUP = "writers"
@@ -198,3 +199,59 @@ def test_dead_letter_stream_can_be_drained_raw(client, names, tmp_path: Path) ->
     result = drain(client, names.dead, GROUP, "w:1", rows.extend, decode=False, max_deliveries=None)
     assert result.handled == 1 and rows[0].frames == []
     assert "unsupported schema version" in parse_dead_letter(rows[0].fields).reason
+
+
+def test_a_delivery_count_alone_never_dead_letters(client, names) -> None:
+    """Entries delivered many times by workers that died (no failure observed) are tried
+    alone, not dead-lettered unread."""
+    ids = add_entries(client, names.trade, 3)
+    client.xgroup_create(names.trade, GROUP, id="0")
+    client.xreadgroup(GROUP, "killed:1", {names.trade: ">"}, count=10)
+    for _ in range(9):
+        client.xclaim(names.trade, GROUP, "killed:1", 0, ids)
+    handler = Recorder()
+    result = drain(
+        client, names.trade, GROUP, "w:1", handler, count=10, min_idle_ms=0, max_deliveries=3
+    )
+    assert result.dead_lettered == 0 and client.xlen(names.dead) == 0
+    assert handler.calls == [[i] for i in ids]  # one per call: each could have been poison
+    assert sorted(handler.committed) == sorted(ids) and pending(client, names.trade) == 0
+
+
+def test_handler_can_reject_entries_it_committed_without(client, names) -> None:
+    ids = add_entries(client, names.trade, 3)
+
+    def handler(entries: list[Entry]) -> Handled:
+        return Handled(rejected={ids[1]: "raw batch refused: CheckViolation"})
+
+    result = drain(client, names.trade, GROUP, "w:1", handler, count=10)
+    assert (result.handled, result.dead_lettered, result.acked) == (2, 1, 3)
+    ((_, fields),) = client.xrange(names.dead)
+    letter = parse_dead_letter(fields)
+    assert (letter.source_id, letter.reason) == (ids[1], "raw batch refused: CheckViolation")
+    assert pending(client, names.trade) == 0
+
+
+def test_transient_failure_makes_entries_reclaimable_at_once(client, names) -> None:
+    """A retryable error (the predicate form) restores the counts and the idle time: the
+    next run retries at once instead of after min_idle_ms."""
+    ids = add_entries(client, names.trade, 2)
+    down = {"now": True}
+
+    def handler(entries: list[Entry]) -> None:
+        if down["now"]:
+            raise RuntimeError("database is read-only")
+
+    def retryable(exc: BaseException) -> bool:
+        return "read-only" in str(exc)
+
+    first = drain(
+        client, names.trade, GROUP, "w:1", handler, min_idle_ms=60_000, retryable=retryable
+    )
+    assert first.failed == 2 and first.transient and first.dead_lettered == 0
+    down["now"] = False
+    second = drain(
+        client, names.trade, GROUP, "w:2", handler, min_idle_ms=60_000, retryable=retryable
+    )
+    assert second.reclaimed == 2 and second.handled == 2
+    assert client.xack(names.trade, GROUP, *ids) == 0
