@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.db.tables import GATHERER_RETENTION_DAYS, PRODUCTION_RETENTION_DAYS, TABLES
+from app.simulator.options import SimOptions
 
 KALSHI_PROD_REST = "https://external-api.kalshi.com/trade-api/v2"
 KALSHI_PROD_WS = "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
@@ -65,17 +66,14 @@ class KalshiSettings(_Section):
         return bool(self.key_id and self.private_key_path)
 
 
-class SimulatorSettings(_Section):
-    """The built-in exchange simulator (used when no Kalshi key is configured)."""
+class SimulatorSettings(SimOptions):
+    """The built-in exchange simulator (used when no Kalshi key is configured).
 
-    host: str = "127.0.0.1"
-    port: int = Field(8765, ge=0, le=65535)
-    markets: int = Field(200, ge=1)
-    seed: int = 1
-    rate: float = Field(200.0, gt=0, description="order-flow frames per second")
-    truth_dir: Path | None = None
-    format: Literal["current", "legacy"] = "current"
-    ping_interval_s: float = Field(10.0, gt=0)
+    Its fields, defaults and validation are `SimOptions`' (the one description of the simulator's
+    settings, from which `kalshi-data sim` also generates its flags; docs/simulator.md).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
 
 
 StatusFilter = Literal["unopened", "open", "paused", "closed", "settled"]
@@ -201,6 +199,22 @@ class StreamSettings(_Section):
         600.0, gt=0, description="beat period of the idle-consumer janitor"
     )
 
+    # -- the ingest database session and its faults (docs/ingest.md "Database faults") ----------
+    db_statement_timeout_ms: int = Field(
+        20_000, ge=0, description="statement_timeout of ingest sessions (0 = none)"
+    )
+    db_keepalives_idle_s: int = Field(30, ge=1, description="TCP keepalive: idle before probes")
+    db_keepalives_interval_s: int = Field(10, ge=1, description="TCP keepalive: between probes")
+    db_keepalives_count: int = Field(3, ge=1, description="TCP keepalive: lost probes = dead")
+    db_retry_min_s: float = Field(1.0, gt=0, description="pause after a first database fault")
+    db_retry_max_s: float = Field(60.0, gt=0, description="cap of the doubling pause")
+
+    @model_validator(mode="after")
+    def _db_retry_bounds(self) -> StreamSettings:
+        if self.db_retry_max_s < self.db_retry_min_s:
+            raise ValueError("streams.db_retry_max_s must be >= streams.db_retry_min_s")
+        return self
+
     @property
     def low_water_entries(self) -> int:
         return int(self.high_water_entries * self.low_water_ratio)
@@ -276,6 +290,22 @@ class ListenerSettings(_Section):
         gt=0,
         description="how often the listener records in Redis what a successor needs to close "
         "its sessions and holes if it dies [docs/holes.md]",
+    )
+    use_yes_price: bool = Field(
+        False,
+        description="sent explicitly on every orderbook subscription (Kalshi plans to flip its "
+        "default): true reports NO levels on the YES price scale; stored rows are the same",
+    )
+    ack_seq: Literal["auto", "position", "consumes"] = Field(
+        "auto",
+        description="what a command ack's seq means: the sid's current position, a seq of its "
+        "own, or auto (position once an ack shows it, else consumes) [kalshi-api.md §7.1]",
+    )
+    refused_retry_base_s: float = Field(
+        30.0, gt=0, description="first retry of a market the exchange refused with code 16"
+    )
+    refused_retry_max_s: float = Field(
+        1800.0, gt=0, description="retry interval cap for a market that stays refused"
     )
 
     @field_validator("global_connections")

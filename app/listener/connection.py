@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,6 @@ from app.kalshi.backoff import Backoff
 from app.kalshi.errors import KalshiError, WsClosed, WsReplyTimeout
 from app.kalshi.ws import CloseInfo, KalshiWebSocket, RawFrame
 from app.kalshi.ws_errors import WsError, WsMarketNotFound
-from app.kalshi.ws_replies import reply_sids
 from app.listener.control import (
     GAP_DETECTED,
     GAP_RECOVERED,
@@ -47,21 +46,20 @@ from app.listener.control import (
 from app.listener.heartbeat import SessionInfo
 from app.listener.holes import HoleTracker, MarketBirths
 from app.listener.metrics import connection_role, metric_role
-from app.listener.sequence import SequenceTracker, Verdict
+from app.listener.rejections import RejectedMarkets
+from app.listener.sequence import AckSeqRule, SeqPosition, Verdict
 from app.listener.stats import ConnectionStats, ListenerStats
+from app.listener.subscription import BOOK_CHANNEL, Subscription
 from app.logs import log_event
 from app.metrics import record_gap_detected, record_gap_recovered, record_reconnect
 from app.streams import Frame, JournalFull, StreamNames, StreamPublisher
 
 log = logging.getLogger("kalshi_data.listener")
 
-BOOK_CHANNEL = "orderbook_delta"
 REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ok", "error"})
 # The server dropped the subscription (kalshi-api.md §3.4); 25 also closes the connection.
 RESUBSCRIBE_CODES = frozenset({10, 17})
 TICK_S = 1.0
-
-MarketRejected = Callable[[str, str], None]  # (shard, ticker)
 
 
 @dataclass
@@ -72,21 +70,22 @@ class _Session:
     conn_id: str
     opened_ns: int
     last_frame_ns: int = 0  # wall time the newest frame was read (start of a disconnect hole)
-    tracker: SequenceTracker = field(default_factory=SequenceTracker)
-    channel_of: dict[int, str] = field(default_factory=dict)  # sid -> channel
+    subs: dict[int, Subscription] = field(default_factory=dict)  # acknowledged sids
+    orphans: dict[int, SeqPosition] = field(default_factory=dict)  # sids nobody announced
     book_sid: int | None = None
     subscribed: set[str] = field(default_factory=set)  # markets on book_sid (optimistic)
-    pending: dict[int, set[str]] = field(default_factory=dict)  # sid -> awaiting a snapshot
-    open_gaps: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    recovery_mode: dict[int, str] = field(default_factory=dict)
-    snapshot_due: set[int] = field(default_factory=set)  # sids needing get_snapshot
-    # sid -> (monotonic time of the last get_snapshot, requests sent) while snapshots are owed
-    snapshot_asked: dict[int, tuple[float, int]] = field(default_factory=dict)
     carry_gaps: list[dict[str, Any]] = field(default_factory=list)  # for the next book sid
     carry_mode: str = "reconnect"
-    rejected: set[str] = field(default_factory=set)  # code 16 seen in a frame
+    refused: set[str] = field(default_factory=set)  # code 16 seen in a frame
     last_frame: float = field(default_factory=time.monotonic)
     close_reason: str | None = None
+
+    @property
+    def book(self) -> Subscription | None:
+        return self.subs.get(self.book_sid) if self.book_sid is not None else None
+
+    def channels(self) -> set[str]:
+        return {sub.channel for sub in self.subs.values()}
 
 
 class ConnectionManager:
@@ -106,7 +105,6 @@ class ConnectionManager:
         control_stream: str,
         settings: ListenerSettings,
         stats: ListenerStats,
-        on_market_rejected: MarketRejected | None = None,
         started_ns: int | None = None,
         births: MarketBirths | None = None,
     ) -> None:
@@ -126,7 +124,11 @@ class ConnectionManager:
         self.conn_stats = stats.connections.setdefault(shard, ConnectionStats(shard, role))
         self.metric_role = connection_role(role, channels)
         self.conn_stats.metric_role = self.metric_role
-        self._on_market_rejected = on_market_rejected
+        # Markets the exchange refused (code 16), retried with backoff (item 1 of issue 9).
+        self.rejections = RejectedMarkets(
+            settings.refused_retry_base_s, settings.refused_retry_max_s
+        )
+        self._ack_seq = AckSeqRule(settings.ack_seq)
         self._backoff = Backoff(settings.backoff_base_s, settings.backoff_max_s)
         self.desired: set[str] = set()
         self._wake = asyncio.Event()
@@ -188,6 +190,8 @@ class ConnectionManager:
                 self.holes.books_missed(tickers, "not_subscribed", since, lead=False)
         if removed:
             self.holes.books_forgotten(removed, now)
+            self.rejections.forget(removed)
+            self.conn_stats.rejected_markets = len(self.rejections)
         self.conn_stats.desired_markets = len(self.desired)
         self._wake.set()
 
@@ -293,8 +297,8 @@ class ConnectionManager:
         self.conn_stats.connected = False
         self.conn_stats.subscribed_markets = 0
         # Gaps not yet repaired are repaired by the next session's subscribe snapshots.
-        for gaps in session.open_gaps.values():
-            self._carry_gaps.extend(gaps)
+        for sub in session.subs.values():
+            self._carry_gaps.extend(sub.recovery.take_gaps())
         self._carry_gaps.extend(session.carry_gaps)
         self._session = None
         # What the exchange sent after the last frame read reached no one (docs/holes.md).
@@ -302,7 +306,7 @@ class ConnectionManager:
         last_seen = _last_alive_ns(session, info)
         with contextlib.suppress(JournalFull):
             if self.role == "global":
-                for channel in sorted(set(session.channel_of.values())):
+                for channel in sorted(session.channels()):
                     self.holes.channel_missed(
                         channel,
                         cause,
@@ -371,45 +375,64 @@ class ConnectionManager:
     async def _step(self, session: _Session) -> None:
         if await self._watchdog(session):
             return
-        for ticker in sorted(session.rejected):
-            self._drop_market(session, ticker, "frame")
-        session.rejected.clear()
+        for ticker in sorted(session.refused):
+            if ticker in self.desired:
+                self._refuse(session, ticker, "frame")
+        session.refused.clear()
         if self.role == "global":
             await self._reconcile_global(session)
         else:
             await self._reconcile_book(session)
-            if await self._snapshots_overdue(session):
-                return
-            await self._request_snapshots(session)
+            await self._recover(session)
 
-    async def _snapshots_overdue(self, session: _Session) -> bool:
-        """A `get_snapshot` whose snapshots did not all come within `snapshot_timeout_s` is
-        asked again, up to `snapshot_retries` times; then the subscription is made afresh
-        (new sid, a snapshot of every market). Returns True when it resubscribed."""
+    async def _recover(self, session: _Session) -> None:
+        """Do what the book subscription's gap recovery asks (app/listener/recovery.py):
+        `get_snapshot` for its markets, again after `snapshot_timeout_s` up to
+        `snapshot_retries` times, then a fresh subscription (new sid, every market's snapshot)."""
+        book = session.book
+        if book is None:
+            return
+        recovery = book.recovery
         now = time.monotonic()
-        for sid, (asked, sent) in sorted(session.snapshot_asked.items()):
-            if sid not in session.pending:
-                del session.snapshot_asked[sid]
-                continue
-            if now - asked < self._settings.snapshot_timeout_s:
-                continue
+        action = recovery.next_action(
+            now, self._settings.snapshot_timeout_s, self._settings.snapshot_retries
+        )
+        if action.overdue:
             log_event(
                 log,
                 "listener_snapshot_overdue",
                 logging.WARNING,
                 shard=self.shard,
-                sid=sid,
-                requests=sent,
-                missing=len(session.pending[sid]),
+                sid=book.sid,
+                requests=recovery.requests,
+                missing=len(recovery.pending),
             )
             self._stats.snapshot_timeouts += 1
-            if sent <= self._settings.snapshot_retries:
-                session.snapshot_due.add(sid)
-            else:
-                del session.snapshot_asked[sid]
+        if action.kind == "resubscribe":
+            await self._resubscribe_book(session, "resubscribe")
+            return
+        if action.kind != "ask":
+            return
+        self._stats.snapshot_requests += 1
+        recovery.asked(now)
+        batch = self._settings.command_batch
+        for start in range(0, len(action.markets), batch):
+            chunk = list(action.markets[start : start + batch])
+            try:
+                await session.ws.get_snapshot(book.sid, chunk)
+            except WsError as exc:
+                self._count_error(exc)
+                log_event(
+                    log,
+                    "listener_get_snapshot_failed",
+                    logging.WARNING,
+                    shard=self.shard,
+                    sid=book.sid,
+                    code=exc.error_code,
+                    error=exc.message,
+                )
                 await self._resubscribe_book(session, "resubscribe")
-                return True
-        return False
+                return
 
     async def _watchdog(self, session: _Session) -> bool:
         """No frame for `staleness_timeout_s`: ask the server something; silence -> reconnect.
@@ -434,7 +457,8 @@ class ConnectionManager:
         return False
 
     async def _reconcile_global(self, session: _Session) -> None:
-        missing = [c for c in self.channels if c not in session.channel_of.values()]
+        live = session.channels()
+        missing = [c for c in self.channels if c not in live]
         if not missing:
             return
         try:
@@ -456,7 +480,8 @@ class ConnectionManager:
 
     async def _reconcile_book(self, session: _Session) -> None:
         batch = self._settings.command_batch
-        to_add = sorted(self.desired - session.subscribed)
+        now = time.monotonic()
+        to_add = sorted(self.desired - session.subscribed - self.rejections.waiting(now))
         to_delete = sorted(session.subscribed - self.desired)
         if to_delete:
             if session.book_sid is not None and not (session.subscribed - set(to_delete)):
@@ -464,41 +489,77 @@ class ConnectionManager:
             elif session.book_sid is not None:
                 for start in range(0, len(to_delete), batch):
                     chunk = to_delete[start : start + batch]
-                    if await self._book_command(session, "delete_markets", chunk):
+                    if await self._delete_markets(session, chunk):
                         session.subscribed.difference_update(chunk)
                         self._forget_pending(session, chunk)
             else:
                 session.subscribed.difference_update(to_delete)
-        for start in range(0, len(to_add), batch):
-            chunk = [t for t in to_add[start : start + batch] if t in self.desired]
-            if not chunk:
-                continue
-            # Optimistic: a gap seen before the ack must also re-snapshot these markets.
-            session.subscribed.update(chunk)
-            if session.book_sid is None:
-                ok = await self._subscribe_book(session, chunk)
-            else:
-                ok = await self._book_command(session, "add_markets", chunk)
-            if not ok:
-                session.subscribed.difference_update(chunk)
+        # Markets refused before are asked for alone, so that they cannot hold up the rest.
+        retry = [t for t in to_add if t in self.rejections]
+        fresh = [t for t in to_add if t not in self.rejections]
+        for start in range(0, len(fresh), batch):
+            if not await self._add_markets(session, fresh[start : start + batch]):
+                break
+        for ticker in retry:
+            if not await self._add_markets(session, [ticker]):
+                break
         self.conn_stats.subscribed_markets = len(session.subscribed)
 
-    async def _subscribe_book(self, session: _Session, chunk: list[str]) -> bool:
-        try:
-            await session.ws.subscribe([BOOK_CHANNEL], market_tickers=chunk)
-        except WsError as exc:
-            self._command_failed(session, exc, "subscribe", chunk)
-            return False
+    async def _add_markets(self, session: _Session, chunk: list[str]) -> bool:
+        """Subscribe (or add) `chunk`; a code-16 refusal is narrowed down to the markets the
+        exchange does not know (named, or found by halving the chunk), which wait for their
+        retry while the others are subscribed. False after any other error."""
+        parts = [chunk]
+        while parts:
+            part = [t for t in parts.pop() if t in self.desired and t not in session.subscribed]
+            if not part:
+                continue
+            # Optimistic: a gap seen before the ack must also re-snapshot these markets.
+            session.subscribed.update(part)
+            command = "subscribe" if session.book_sid is None else "add_markets"
+            try:
+                if session.book_sid is None:
+                    await session.ws.subscribe(
+                        [BOOK_CHANNEL],
+                        market_tickers=part,
+                        use_yes_price=self._settings.use_yes_price,
+                    )
+                else:
+                    await session.ws.update_subscription(session.book_sid, "add_markets", part)
+            except WsMarketNotFound as exc:
+                session.subscribed.difference_update(part)
+                self._count_error(exc)
+                named = exc.market_ticker
+                if named in part:
+                    self._refuse(session, named, command)
+                    parts.append([t for t in part if t != named])
+                elif len(part) == 1:
+                    self._refuse(session, part[0], command)
+                else:  # the exchange did not say which: halve until it is one market
+                    self._stats.refusal_splits += 1
+                    middle = len(part) // 2
+                    parts.extend((part[middle:], part[:middle]))
+                continue
+            except WsError as exc:
+                session.subscribed.difference_update(part)
+                self._command_failed(session, exc, command, part)
+                return False
+            for ticker in self.rejections.accepted(part):
+                log_event(log, "listener_market_accepted", shard=self.shard, ticker=ticker)
         return True
 
-    async def _book_command(self, session: _Session, action: str, chunk: list[str]) -> bool:
+    async def _delete_markets(self, session: _Session, chunk: list[str]) -> bool:
         sid = session.book_sid
         if sid is None:
             return False
         try:
-            await session.ws.update_subscription(sid, action, chunk)
+            await session.ws.update_subscription(sid, "delete_markets", chunk)
+        except WsMarketNotFound as exc:
+            # A market the exchange does not know is not on the subscription either.
+            self._count_error(exc)
+            return True
         except WsError as exc:
-            self._command_failed(session, exc, action, chunk)
+            self._command_failed(session, exc, "delete_markets", chunk)
             return False
         return True
 
@@ -513,34 +574,6 @@ class ConnectionManager:
                 return
         self._drop_sid(session, sid)
         session.subscribed.clear()
-
-    async def _request_snapshots(self, session: _Session) -> None:
-        """`get_snapshot` for every sid with an unrepaired gap; resubscribe if refused."""
-        for sid in sorted(session.snapshot_due):
-            session.snapshot_due.discard(sid)
-            wanted = sorted(session.pending.get(sid, ()))
-            if not wanted or sid != session.book_sid:
-                continue
-            self._stats.snapshot_requests += 1
-            _, sent = session.snapshot_asked.get(sid, (0.0, 0))
-            session.snapshot_asked[sid] = (time.monotonic(), sent + 1)
-            for start in range(0, len(wanted), self._settings.command_batch):
-                chunk = wanted[start : start + self._settings.command_batch]
-                try:
-                    await session.ws.get_snapshot(sid, chunk)
-                except WsError as exc:
-                    self._count_error(exc)
-                    log_event(
-                        log,
-                        "listener_get_snapshot_failed",
-                        logging.WARNING,
-                        shard=self.shard,
-                        sid=sid,
-                        code=exc.error_code,
-                        error=exc.message,
-                    )
-                    await self._resubscribe_book(session, "resubscribe")
-                    return
 
     async def _resubscribe_book(self, session: _Session, mode: str) -> None:
         """Fallback recovery: drop the sid and subscribe again (new sid, new snapshots)."""
@@ -557,26 +590,26 @@ class ConnectionManager:
         )
         with contextlib.suppress(WsError):
             await session.ws.unsubscribe([sid])
-        session.carry_gaps.extend(session.open_gaps.pop(sid, []))
-        session.carry_mode = mode
-        self._drop_sid(session, sid)
-        session.subscribed.clear()
+        self._end_book_sid(session, mode)
         await self._reconcile_book(session)
+
+    def _end_book_sid(self, session: _Session, mode: str) -> None:
+        """The book sid is gone: its open gaps wait for the next subscription's snapshots."""
+        book = session.book
+        if book is not None:
+            session.carry_gaps.extend(book.recovery.take_gaps())
+            session.carry_mode = mode
+        if session.book_sid is not None:
+            self._drop_sid(session, session.book_sid)
+        session.subscribed.clear()
 
     def _command_failed(
         self, session: _Session, exc: WsError, command: str, chunk: list[str]
     ) -> None:
-        """Error replies per code (kalshi-api.md §3.4, CM-8)."""
+        """Error replies per code (kalshi-api.md §3.4, CM-8); code 16 is `_add_markets`'."""
         self._count_error(exc)
-        if isinstance(exc, WsMarketNotFound):
-            # A rejected command changes nothing; drop the named market, retry the rest.
-            dropped = [exc.market_ticker] if exc.market_ticker else chunk
-            for ticker in dropped:
-                self._drop_market(session, ticker, command)
-            return
         if exc.terminal and session.book_sid is not None:
             # 10/17: the subscription is gone; subscribe afresh on the next tick.
-            sid = session.book_sid
             self.holes.books_missed(
                 session.subscribed,
                 "subscribe_failed",
@@ -584,10 +617,7 @@ class ConnectionManager:
                 conn_id=session.conn_id,
                 detail=f"{command} failed with code {exc.error_code}: subscription ended",
             )
-            session.carry_gaps.extend(session.open_gaps.pop(sid, []))
-            session.carry_mode = "resubscribe"
-            self._drop_sid(session, sid)
-            session.subscribed.clear()
+            self._end_book_sid(session, "resubscribe")
         log_event(
             log,
             "listener_command_failed",
@@ -599,23 +629,44 @@ class ConnectionManager:
             markets=len(chunk),
         )
 
-    def _drop_market(self, session: _Session, ticker: str, where: str) -> None:
-        self._stats.markets_dropped += 1
-        self.desired.discard(ticker)
-        self.holes.books_forgotten([ticker], time.time_ns())
-        session.subscribed.discard(ticker)
+    def _refuse(self, session: _Session, ticker: str, where: str) -> None:
+        """The exchange does not know `ticker` (code 16): not captured until a retry takes.
+
+        It stays wanted (the registry names it), so its hole stays open: a market the
+        registry lists and the exchange refuses is a known gap, not a forgotten market.
+        """
+        now_ns = time.time_ns()
+        if ticker in session.subscribed:
+            session.subscribed.discard(ticker)
+            self.holes.books_missed(
+                [ticker],
+                "subscribe_failed",
+                now_ns,
+                conn_id=session.conn_id,
+                detail="market not found (16)",
+                lead=False,
+            )
         self._forget_pending(session, [ticker])
-        self.conn_stats.desired_markets = len(self.desired)
+        entry = self.rejections.refuse(ticker, time.monotonic(), now_ns)
+        self._stats.market_refusals += 1
+        self.conn_stats.rejected_markets = len(self.rejections)
         log_event(
             log,
-            "listener_market_dropped",
+            "listener_market_refused",
             logging.WARNING,
             shard=self.shard,
             ticker=ticker,
             reason=f"market not found (16) on {where}",
+            refusals=entry.refusals,
+            retry_in_s=round(entry.retry_at - time.monotonic(), 3),
         )
-        if self._on_market_rejected is not None:
-            self._on_market_rejected(self.shard, ticker)
+
+    def retry_refused(self) -> int:
+        """A registry refresh: every refused market is asked for again on the next tick."""
+        count = self.rejections.retry_all(time.monotonic())
+        if count:
+            self._wake.set()
+        return count
 
     def _count_error(self, exc: WsError) -> None:
         self._stats.errors_by_code[exc.error_code] += 1
@@ -636,7 +687,7 @@ class ConnectionManager:
         sid: int | None = None
         seq: int | None = None
         ticker: str | None = None
-        gap = resync = repeat = False
+        gap = resync = repeat = yes_price = False
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -650,14 +701,18 @@ class ConnectionManager:
             if isinstance(body, dict):
                 value = body.get("market_ticker")
                 ticker = value if isinstance(value, str) else None
+            sub = session.subs.get(sid) if sid is not None else None
             if msg_type in REPLY_TYPES:
-                self._on_reply(session, msg_type, message, body, frame.received_ns)
+                gap = self._on_reply(
+                    session, msg_type, message, body, frame.received_ns, previous_ns
+                )
             elif sid is not None and seq is not None:
                 gap, repeat = self._check_seq(session, sid, seq, frame.received_ns, previous_ns)
-                if msg_type == "orderbook_snapshot" and ticker is not None:
-                    resync = self._snapshot_seen(session, sid, ticker)
+                if msg_type == "orderbook_snapshot" and ticker is not None and sub is not None:
+                    resync = self._snapshot_seen(session, sub, ticker)
                     if sid == session.book_sid:
                         self.holes.book_resumed(ticker, frame.received_ns)
+            yes_price = sub is not None and sub.yes_price and msg_type not in REPLY_TYPES
             if (
                 msg_type == "market_lifecycle_v2"
                 and ticker is not None
@@ -672,34 +727,50 @@ class ConnectionManager:
         self._stats.bytes_by_type[kind] += len(raw)
         self._publisher.add(
             self._names.route(msg_type, ticker),
-            Frame(raw, frame.received_ns, session.conn_id, sid, seq, gap, resync, repeat),
+            Frame(
+                raw, frame.received_ns, session.conn_id, sid, seq, gap, resync, repeat, yes_price
+            ),
         )
 
     def _on_reply(
-        self, session: _Session, msg_type: str, message: dict[str, Any], body: Any, recv_ns: int
-    ) -> None:
+        self,
+        session: _Session,
+        msg_type: str,
+        message: dict[str, Any],
+        body: Any,
+        recv_ns: int,
+        previous_ns: int,
+    ) -> bool:
+        """Bookkeeping of a reply; True when an ack's seq shows frames were lost before it."""
         if msg_type == "subscribed" and isinstance(body, dict):
             sid, channel = _int(body.get("sid")), body.get("channel")
             if sid is None or not isinstance(channel, str):
-                return
-            session.tracker.start(sid)
-            session.channel_of[sid] = channel
-            if channel != BOOK_CHANNEL:
+                return False
+            book = channel == BOOK_CHANNEL
+            sub = Subscription(sid, channel, yes_price=book and self._settings.use_yes_price)
+            session.subs[sid] = sub
+            session.orphans.pop(sid, None)
+            if not book:
                 self.holes.channel_resumed(channel, recv_ns)
-            if channel == BOOK_CHANNEL:
-                session.book_sid = sid
-                self._books_live = True
-                if session.carry_gaps:
-                    session.open_gaps[sid] = session.carry_gaps
-                    session.recovery_mode[sid] = session.carry_mode
-                    session.carry_gaps = []
-                    session.pending[sid] = set(self.desired)
-        elif msg_type == "unsubscribed":
-            for sid in reply_sids(message):
-                session.tracker.forget(sid)
-                session.channel_of.pop(sid, None)
+                return False
+            session.book_sid = sid
+            self._books_live = True
+            if session.carry_gaps:
+                wanted = self.desired - self.rejections.waiting(time.monotonic())
+                sub.recovery.carry(session.carry_gaps, session.carry_mode, wanted)
+                session.carry_gaps = []
+        elif msg_type == "ok":
+            sid, seq = _int(message.get("sid")), _int(message.get("seq"))
+            acked = session.subs.get(sid) if sid is not None else None
+            if acked is not None and seq is not None:
+                check = self._ack_seq.judge(acked.position, seq)
+                if check.verdict is Verdict.GAP:
+                    assert check.expected is not None
+                    self._gap(session, acked.sid, check.expected, seq, recv_ns, previous_ns)
+                    return True
         elif msg_type == "error" and not _int(message.get("id")):
             self._on_async_error(session, message, body)
+        return False
 
     def _on_async_error(self, session: _Session, message: dict[str, Any], body: Any) -> None:
         """An error frame answering no command: the server dropped something on its own."""
@@ -716,11 +787,10 @@ class ConnectionManager:
             sid=sid,
             error=body.get("msg"),
         )
-        if code in RESUBSCRIBE_CODES and sid is not None and sid in session.channel_of:
-            channel = session.channel_of.pop(sid)
-            session.tracker.forget(sid)
-            ended = f"subscription {sid} ended by error {code}"
-            if channel == BOOK_CHANNEL:
+        sub = session.subs.get(sid) if sid is not None else None
+        if code in RESUBSCRIBE_CODES and sub is not None:
+            ended = f"subscription {sub.sid} ended by error {code}"
+            if sub.is_book:
                 self.holes.books_missed(
                     session.subscribed,
                     "subscribe_failed",
@@ -730,28 +800,31 @@ class ConnectionManager:
                 )
             else:
                 self.holes.channel_missed(
-                    channel,
+                    sub.channel,
                     "subscribe_failed",
                     session.last_frame_ns,
                     conn_id=session.conn_id,
                     detail=ended,
                 )
-            if channel == BOOK_CHANNEL and sid == session.book_sid:
-                session.carry_gaps.extend(session.open_gaps.pop(sid, []))
-                session.carry_mode = "resubscribe"
-                self._drop_sid(session, sid)
-                session.subscribed.clear()
+            if sub.sid == session.book_sid:
+                self._end_book_sid(session, "resubscribe")
+            else:
+                self._drop_sid(session, sub.sid)
             self._stats.resubscribes += 1
             self._wake.set()
         elif code == 16 and isinstance(body.get("market_ticker"), str):
-            session.rejected.add(body["market_ticker"])
+            session.refused.add(body["market_ticker"])
             self._wake.set()
 
     def _check_seq(
         self, session: _Session, sid: int, seq: int, recv_ns: int, previous_ns: int
     ) -> tuple[bool, bool]:
         """(gap before this frame, repeat of a seq already delivered) for one sequenced frame."""
-        check = session.tracker.check(sid, seq)
+        sub = session.subs.get(sid)
+        position = (
+            sub.position if sub is not None else session.orphans.setdefault(sid, SeqPosition(None))
+        )
+        check = position.check(seq)
         if check.verdict is Verdict.DUPLICATE:
             # Forwarded raw with the repeat flag: ingest stores it once (raw only).
             self._stats.seq_duplicates += 1
@@ -759,20 +832,28 @@ class ConnectionManager:
         if check.verdict is not Verdict.GAP:
             return False, False
         assert check.expected is not None
-        book = sid == session.book_sid
+        self._gap(session, sid, check.expected, seq, recv_ns, previous_ns)
+        return True, False
+
+    def _gap(
+        self, session: _Session, sid: int, expected: int, got: int, recv_ns: int, previous_ns: int
+    ) -> None:
+        """Seqs expected..got-1 of `sid` never came: record it, open the hole, recover."""
+        sub = session.subs.get(sid)
+        book = sub is not None and sid == session.book_sid
         markets = sorted(session.subscribed) if book else []
         record = gap_fields(
             gatherer=self.gatherer,
             conn_id=session.conn_id,
             sid=sid,
             market_tickers=markets,
-            expected_seq=check.expected,
-            got_seq=seq,
+            expected_seq=expected,
+            got_seq=got,
             detected_ns=recv_ns,
         )
         self._stats.gaps_detected += 1
         record_gap_detected(
-            self.gatherer, "orderbook" if book else metric_role(session.channel_of.get(sid))
+            self.gatherer, "orderbook" if book else metric_role(sub.channel if sub else None)
         )
         self._control(GAP_DETECTED, session, **record)
         log_event(
@@ -782,57 +863,36 @@ class ConnectionManager:
             shard=self.shard,
             conn_id=session.conn_id,
             sid=sid,
-            expected=check.expected,
-            got=seq,
+            expected=expected,
+            got=got,
         )
-        detail = f"sid {sid}: expected seq {check.expected}, got {seq}"
-        if book:
+        detail = f"sid {sid}: expected seq {expected}, got {got}"
+        if sub is not None and book:
             self.holes.books_missed(
                 session.subscribed, "seq_gap", previous_ns, conn_id=session.conn_id, detail=detail
             )
-        elif sid in session.channel_of:
+            # Any market may have lost the delta: every one needs a fresh snapshot.
+            sub.recovery.gap(record, session.subscribed)
+            self._wake.set()
+        elif sub is not None:
             # No snapshot can repair a global channel: the hole is over as soon as noticed.
             self.holes.channel_blip(
-                session.channel_of[sid],
-                "seq_gap",
-                previous_ns,
-                recv_ns,
-                conn_id=session.conn_id,
-                detail=detail,
+                sub.channel, "seq_gap", previous_ns, recv_ns, conn_id=session.conn_id, detail=detail
             )
-        if book:
-            # Any market may have lost the delta: every one needs a fresh snapshot.
-            session.open_gaps.setdefault(sid, []).append(record)
-            session.recovery_mode.setdefault(sid, "get_snapshot")
-            session.pending[sid] = set(session.subscribed)
-            session.snapshot_due.add(sid)
-            self._wake.set()
-        return True, False
 
-    def _snapshot_seen(self, session: _Session, sid: int, ticker: str) -> bool:
+    def _snapshot_seen(self, session: _Session, sub: Subscription, ticker: str) -> bool:
         """Note a snapshot; True when it answers our `get_snapshot` (stored as `resync`)."""
-        waiting = session.pending.get(sid)
-        if waiting is None or ticker not in waiting:
-            return False
-        resync = session.recovery_mode.get(sid, "get_snapshot") == "get_snapshot"
-        waiting.discard(ticker)
-        if not waiting:
-            self._settle(session, sid)
+        resync, settled = sub.recovery.snapshot(ticker)
+        if settled is not None:
+            self._recovered(session, settled.gaps, settled.mode)
         return resync
 
     def _forget_pending(self, session: _Session, tickers: Iterable[str]) -> None:
-        for sid, waiting in list(session.pending.items()):
-            waiting.difference_update(tickers)
-            if not waiting:
-                self._settle(session, sid)
-
-    def _settle(self, session: _Session, sid: int) -> None:
-        session.pending.pop(sid, None)
-        session.snapshot_asked.pop(sid, None)  # the next gap's requests count from zero
-        mode = session.recovery_mode.pop(sid, "get_snapshot")
-        gaps = session.open_gaps.pop(sid, [])
-        if gaps:
-            self._recovered(session, gaps, mode)
+        tickers = list(tickers)
+        for sub in session.subs.values():
+            settled = sub.recovery.forget(tickers)
+            if settled is not None:
+                self._recovered(session, settled.gaps, settled.mode)
 
     def _recovered(self, session: _Session, gaps: list[dict[str, Any]], mode: str) -> None:
         now = time.time_ns()
@@ -843,12 +903,8 @@ class ConnectionManager:
         log_event(log, "listener_gaps_recovered", shard=self.shard, gaps=len(gaps), how=mode)
 
     def _drop_sid(self, session: _Session, sid: int) -> None:
-        session.tracker.forget(sid)
-        session.channel_of.pop(sid, None)
-        session.pending.pop(sid, None)
-        session.recovery_mode.pop(sid, None)
-        session.snapshot_due.discard(sid)
-        session.snapshot_asked.pop(sid, None)
+        session.subs.pop(sid, None)
+        session.orphans.pop(sid, None)
         if session.book_sid == sid:
             session.book_sid = None
 

@@ -4,8 +4,9 @@ Hot path cost: `_on_frame` only bumps two `collections.Counter` entries of `List
 (frames and bytes per message type) that it keeps anyway; `ListenerMetrics.sync`, run every
 second by the listener (and once more at shutdown), turns their increments into
 `kd_listener_frames_total` / `kd_listener_frame_bytes_total`, mirrors the publisher's totals
-(`PublisherMetrics`) and the capture holes opened (`kd_listener_holes_opened_total`), and sets
-the per-connection gauges and the open-hole gauge. Rare events (reconnects, gaps) are
+(`PublisherMetrics`), the capture holes opened (`kd_listener_holes_opened_total`) and the
+code-16 refusals (`kd_listener_market_refusals_total`), and sets the per-connection gauges, the
+open-hole gauge and the refused-market gauge. Rare events (reconnects, gaps) are
 recorded where they happen. Labels: `role` is the metric role (orderbook, trade, ticker,
 lifecycle, other) and `connection` the shard name, never a conn_id (docs/metrics.md).
 """
@@ -99,6 +100,7 @@ class ListenerMetrics:
         self._frames: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._holes_opened = 0
+        self._refusals = 0
 
     def sync(
         self,
@@ -118,6 +120,13 @@ class ListenerMetrics:
         opened, last = stats.holes_opened, self._holes_opened
         record_holes_opened(self.gatherer, opened - last if opened >= last else opened)
         self._holes_opened = opened
+        refusals, last = stats.market_refusals, self._refusals
+        if refusals > last:
+            d.LISTENER_MARKET_REFUSALS.labels(self.gatherer).inc(refusals - last)
+        self._refusals = refusals
+        d.LISTENER_REFUSED_MARKETS.labels(self.gatherer).set(
+            sum(conn.rejected_markets for conn in stats.connections.values())
+        )
         if open_holes is not None:
             set_open_holes(self.gatherer, open_holes)
         if publisher is not None:

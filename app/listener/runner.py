@@ -174,7 +174,6 @@ class Listener:
             control_stream=self.control_stream,
             settings=self.config,
             stats=self.stats,
-            on_market_rejected=self._market_rejected,
             started_ns=self.started_ns,
             births=self.births,
         )
@@ -197,10 +196,11 @@ class Listener:
         for shard, tickers in self.shards.assign(added).items():
             self._book_manager(shard).set_markets(add=tickers)
 
-    def _market_rejected(self, shard: str, ticker: str) -> None:
-        """Code 16: the exchange does not know the market; forget it until the registry
-        names it again."""
-        self.shards.remove([ticker])
+    def retry_refused(self) -> None:
+        """A registry refresh: markets the exchange refused are asked for again now."""
+        count = sum(m.retry_refused() for m in self._book_managers)
+        if count:
+            log_event(log, "listener_refused_retry", markets=count)
 
     async def _wait_for_stop(self, stopper: asyncio.Task[Any]) -> None:
         while not stopper.done():
@@ -387,6 +387,8 @@ class Listener:
                 self.registry_version = change.version
                 self.apply_changes(change.added, change.removed)
                 after = change.id
+            if changes:
+                self.retry_refused()
 
     def _resync(self, snapshot: Snapshot) -> None:
         if not snapshot.tickers and not self.registry_version:
@@ -396,6 +398,7 @@ class Listener:
             added=sorted(snapshot.tickers - current), removed=sorted(current - snapshot.tickers)
         )
         self.registry_version = snapshot.version
+        self.retry_refused()
         log_event(log, "listener_registry_resync", version=snapshot.version)
 
     async def _sync_metrics(self) -> None:

@@ -26,6 +26,7 @@ class ConnectionStats:
     stale_reconnects: int = 0
     subscribed_markets: int = 0
     desired_markets: int = 0
+    rejected_markets: int = 0  # refused by the exchange (code 16), waiting for a retry
     frames: int = 0
     last_frame_monotonic: float = field(default_factory=time.monotonic)
 
@@ -43,6 +44,7 @@ class ConnectionStats:
             "stale_reconnects": self.stale_reconnects,
             "subscribed_markets": self.subscribed_markets,
             "desired_markets": self.desired_markets,
+            "rejected_markets": self.rejected_markets,
             "frames": self.frames,
             "idle_s": round(self.idle_s(), 3),
         }
@@ -67,7 +69,8 @@ class ListenerStats:
     snapshot_requests: int = 0
     snapshot_timeouts: int = 0
     resubscribes: int = 0
-    markets_dropped: int = 0
+    market_refusals: int = 0  # code 16 for one market (each refusal, retries included)
+    refusal_splits: int = 0  # a code 16 naming no market: the command's markets halved
     errors_by_code: Counter[int] = field(default_factory=Counter)
     registry_changes: int = 0
     registry_errors: int = 0
@@ -90,7 +93,8 @@ class ListenerStats:
             "snapshot_requests": self.snapshot_requests,
             "snapshot_timeouts": self.snapshot_timeouts,
             "resubscribes": self.resubscribes,
-            "markets_dropped": self.markets_dropped,
+            "market_refusals": self.market_refusals,
+            "refusal_splits": self.refusal_splits,
             "errors_by_code": {str(k): v for k, v in self.errors_by_code.items()},
             "registry_changes": self.registry_changes,
             "registry_errors": self.registry_errors,

@@ -34,6 +34,7 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "max_deliveries",
     "unparseable_frame",
     "invalid_row",
+    "rejected_row",
     "other",
 )
 # The beat-driven jobs (app.ingest.jobs); `other` absorbs a name added without updating this.
@@ -110,6 +111,18 @@ LISTENER_HOLES_OPENED = Counter(
 LISTENER_OPEN_HOLES = Gauge(
     "kd_listener_open_holes",
     "Capture holes open right now: a channel or some markets' books not captured",
+    ["gatherer"],
+    multiprocess_mode="mostrecent",
+)
+# Markets the registry lists and the exchange refuses (code 16), retried with backoff.
+LISTENER_MARKET_REFUSALS = Counter(
+    "kd_listener_market_refusals_total",
+    "Times the exchange refused a market with code 16 (retries included)",
+    ["gatherer"],
+)
+LISTENER_REFUSED_MARKETS = Gauge(
+    "kd_listener_refused_markets",
+    "Markets refused by the exchange (code 16) and waiting for a retry: not captured",
     ["gatherer"],
     multiprocess_mode="mostrecent",
 )
@@ -261,6 +274,28 @@ DEAD_LETTERS = Counter(
     "kd_dead_letters_total",
     "Rows written to the dead_letters table, by reason class",
     ["reason_class"],
+)
+# What kind of database fault stopped an ingest write (app.ingest.faults.FAULT_KINDS).
+DB_FAULT_KINDS: tuple[str, ...] = (
+    "connection",
+    "read_only",
+    "permission",
+    "missing_object",
+    "timeout",
+    "resources",
+    "other",
+)
+INGEST_DB_ERRORS = Counter(
+    "kd_ingest_db_errors_total",
+    "Ingest writes stopped by a database fault (entries kept pending and retried with backoff, "
+    "never dead-lettered), by kind",
+    ["gatherer", "kind"],
+)
+INGEST_DB_RETRY_SECONDS = Gauge(
+    "kd_ingest_db_retry_delay_seconds",
+    "Pause the ingest drains of a gatherer observe after its last database fault (0 = healthy)",
+    ["gatherer"],
+    multiprocess_mode="mostrecent",
 )
 
 # -- beat-driven jobs (jobs-queue prefork children) ---------------------------------------------

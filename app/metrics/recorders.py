@@ -179,6 +179,24 @@ def record_drain_failure(stream: str) -> None:
     d.DRAINS_FAILED.labels(stream).inc()
 
 
+def touch_db_errors(gatherer: str) -> None:
+    """Create every kind's series at 0, so a first database fault is a visible increase."""
+    for kind in d.DB_FAULT_KINDS:
+        d.INGEST_DB_ERRORS.labels(gatherer, kind)
+
+
+def record_db_error(gatherer: str, kind: str, retry_in_s: float) -> None:
+    """One ingest write stopped by a database fault of `kind`; drains pause `retry_in_s`."""
+    touch_db_errors(gatherer)
+    d.INGEST_DB_ERRORS.labels(gatherer, kind if kind in d.DB_FAULT_KINDS else "other").inc()
+    d.INGEST_DB_RETRY_SECONDS.labels(gatherer).set(retry_in_s)
+
+
+def record_db_recovered(gatherer: str) -> None:
+    """The gatherer's database took a write again after a fault."""
+    d.INGEST_DB_RETRY_SECONDS.labels(gatherer).set(0)
+
+
 # -- beat-driven jobs ------------------------------------------------------------------------------
 def job_label(job: str) -> str:
     return job if job in d.JOBS else "other"

@@ -20,9 +20,11 @@ Entry fields (schema version 1):
 `flags`: bit 0 = sid present, bit 1 = seq present, bit 2 = the listener saw a sequence gap
 before this frame, bit 3 = an order book snapshot the listener asked for (`get_snapshot`) to
 repair a gap, bit 4 = a repeat: a seq this connection's sid had already delivered (an exchange
-resend), which ingest keeps raw only. Absent sid/seq are stored as 0 with the bit clear. Bits
-5-7 must be 0 (bits 3 and 4 came with the same schema version: readers older than them refuse
-such entries as corrupt, so upgrade ingest before listeners).
+resend), which ingest keeps raw only, bit 5 = the frame's subscription was made with
+`use_yes_price` (NO-side book prices on the YES scale; the normalizer turns them back). Absent
+sid/seq are stored as 0 with the bit clear. Bits 6-7 must be 0 (bits 3-5 came with the same
+schema version: readers older than them refuse such entries as corrupt, so upgrade ingest before
+listeners).
 
 The raw frame is stored as opaque bytes: invalid UTF-8, malformed JSON or an empty frame
 round-trip byte-exact, because the envelope never parses the frame (dead letters are decided
@@ -52,7 +54,8 @@ _HAS_SEQ = 2
 _GAP = 4
 _RESYNC = 8
 _REPEAT = 16
-_KNOWN_FLAGS = _HAS_SID | _HAS_SEQ | _GAP | _RESYNC | _REPEAT
+_YES_PRICE = 32
+_KNOWN_FLAGS = _HAS_SID | _HAS_SEQ | _GAP | _RESYNC | _REPEAT | _YES_PRICE
 
 _CRC = struct.Struct("<I")
 _U16 = struct.Struct("<H")
@@ -72,6 +75,7 @@ class Frame(NamedTuple):
     gap: bool = False  # the listener saw a seq gap on this sid right before this frame
     resync: bool = False  # a book snapshot the listener requested to repair a gap
     repeat: bool = False  # a seq this connection's sid already delivered: kept raw only
+    yes_price: bool = False  # its subscription asked `use_yes_price`: NO levels on YES scale
 
 
 class EnvelopeError(Exception):
@@ -121,6 +125,8 @@ class BatchBuilder:
             flags |= _RESYNC
         if frame.repeat:
             flags |= _REPEAT
+        if frame.yes_price:
+            flags |= _YES_PRICE
         try:
             head = _FRAME_HEAD.pack(frame.recv_ns, sid, seq, flags, index, len(raw))
         except struct.error as exc:
@@ -243,6 +249,7 @@ def decode_frames(data: bytes, count: int) -> list[Frame]:
                 bool(flags & _GAP),
                 bool(flags & _RESYNC),
                 bool(flags & _REPEAT),
+                bool(flags & _YES_PRICE),
             )
         )
         offset = stop

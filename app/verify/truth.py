@@ -21,7 +21,14 @@ import orjson
 from app.db.rows import OrderbookDeltaRow, OrderbookSnapshotRow, TradeRow
 from app.normalize import FormatVersion, FrameEnvelope, normalize_frame
 from app.simulator.recorder import CONNECTIONS_FILE, EXCHANGE_FILE, FRAMES_FILE
-from app.simulator.truth import Truth, TruthError, TruthMeta, iter_frames, read_meta
+from app.simulator.truth import (
+    Truth,
+    TruthError,
+    TruthMeta,
+    iter_frames,
+    read_meta,
+    yes_price_subscriptions,
+)
 from app.verify.compare import Book
 from app.verify.holes import CHANNEL_OF_TYPE, HoleIndex
 from app.verify.records import gap_record, record_for, session_record
@@ -79,6 +86,10 @@ class TruthScan:
     def records(self) -> Iterator[Tagged]:
         version = self._version()
         last_seq: dict[tuple[int, int], int] = {}
+        # Frames of subscriptions made with `use_yes_price`, and acks that take a seq of their
+        # own (the simulator's --ack-consumes-seq): a capture reads both as the listener does.
+        yes_price = yes_price_subscriptions(self.directory)
+        acks_consume = bool(self.meta.raw.get("ack_consumes_seq"))
         for frame in iter_frames(self.directory):
             if frame.kind != "text":
                 continue
@@ -90,9 +101,12 @@ class TruthScan:
                 connection_id=f"sim-{frame.conn}",
                 batch_pos=0,
                 gatherer=_TRUTH_GATHERER,
+                yes_price=bool(yes_price) and (frame.conn, _sid_of(frame.text)) in yes_price,
             )
             result = normalize_frame(frame.text, envelope, version=version)
             raw = result.raw_frame
+            if acks_consume and raw.msg_type in _ACKS and raw.sid is not None and raw.seq:
+                last_seq[(frame.conn, raw.sid)] = raw.seq
             hole = None
             if self.holes:
                 channel = CHANNEL_OF_TYPE.get(raw.msg_type or "")
@@ -187,3 +201,15 @@ def seen_books(
 
 
 __all__ = ["TruthError", "TruthScan", "open_truth", "seen_books"]
+
+
+_ACKS = frozenset({"ok", "unsubscribed"})
+
+
+def _sid_of(text: str) -> int | None:
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    sid = message.get("sid") if isinstance(message, dict) else None
+    return sid if isinstance(sid, int) else None

@@ -6,6 +6,7 @@ exactly what the simulator's ground truth says it sent, with faults injected alo
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -49,16 +50,25 @@ def gatherer_env(postgres_admin_url: str, redis_test_url: str):
     admin.close()
 
 
-def test_up_captures_exactly_what_the_exchange_sent(tmp_path: Path, gatherer_env) -> None:
+@pytest.mark.parametrize("late_2026", [False, True], ids=["default", "acks-and-yes-price"])
+def test_up_captures_exactly_what_the_exchange_sent(
+    tmp_path: Path, gatherer_env, late_2026: bool
+) -> None:
+    """With `late_2026`, the exchange's command acks consume a seq and the listener asks for
+    NO levels on the YES scale (issue 9 items 3 and 4): the capture is still exact."""
     truth = tmp_path / "truth"
     # Drops can land in the last seconds: the exchange then changes books nobody receives,
     # which verify must not count against the capture (it compares what was sent).
     faults = "--skip-seq-every 300 --drop-every 8 --malformed-every 4 --market-lifetime 15"
+    env = dict(gatherer_env)
+    if late_2026:
+        faults += " --ack-consumes-seq"
+        env["KD_LISTENER__USE_YES_PRICE"] = "true"
     result = run_cli(
         "up", "--duration", "25", "--sim-port", "0", "--sim-markets", "120",
         "--sim-rate", "300", "--sim-seed", "11", "--truth", str(truth),
         "--sim-extra", faults, "--run-dir", str(tmp_path / "run"),
-        timeout=240, **gatherer_env,
+        timeout=240, **env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Traceback" not in result.stderr
@@ -67,6 +77,10 @@ def test_up_captures_exactly_what_the_exchange_sent(tmp_path: Path, gatherer_env
     final = next(line for line in result.stdout.splitlines() if "stopped after" in line)
     stored = re.search(r"rows: frames (\d+) ", final)
     assert stored is not None and int(stored.group(1)) > 1000, final
+    if late_2026:  # the listener did subscribe that way, and the acks did consume seqs
+        subscriptions = (truth / "connections.jsonl").read_text()
+        assert '"use_yes_price":true' in subscriptions
+        assert json.loads((truth / "meta.json").read_text())["ack_consumes_seq"] is True
     check = run_cli("verify", "--truth", str(truth), timeout=120, **gatherer_env)
     assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
     conn = psycopg2.connect(gatherer_env["KD_DATABASE_URL"])

@@ -8,7 +8,9 @@ import pytest
 
 from app.listener import ControlRecordError, ShardMap, gap_row, parse_control, session_row
 from app.listener.control import GAP_RECOVERED, SESSION_CLOSED, encode_control, gap_fields
-from app.listener.sequence import SequenceTracker, Verdict
+from app.listener.recovery import NOTHING, BookRecovery, Settled
+from app.listener.rejections import RejectedMarkets
+from app.listener.sequence import AckSeqRule, SeqPosition, Verdict
 
 
 def test_shard_map_fills_least_loaded_and_opens_shards_when_full() -> None:
@@ -25,26 +27,112 @@ def test_shard_map_fills_least_loaded_and_opens_shards_when_full() -> None:
         ShardMap(0)
 
 
-def test_sequence_tracker_verdicts() -> None:
-    tracker = SequenceTracker()
-    tracker.start(1)
-    assert tracker.check(1, 1).verdict is Verdict.OK
-    gap = tracker.check(1, 4)
+def test_sequence_position_verdicts() -> None:
+    position = SeqPosition()
+    assert position.check(1).verdict is Verdict.OK
+    gap = position.check(4)
     assert gap.verdict is Verdict.GAP and gap.expected == 2
-    assert tracker.check(1, 4).verdict is Verdict.DUPLICATE
+    assert position.check(4).verdict is Verdict.DUPLICATE
     # A skipped seq that turns up after all is an original, once; then a repeat.
-    assert tracker.check(1, 3).verdict is Verdict.LATE
-    assert tracker.check(1, 3).verdict is Verdict.DUPLICATE
-    assert tracker.check(1, 1).verdict is Verdict.DUPLICATE
-    assert tracker.check(1, 5).verdict is Verdict.OK
-    huge = tracker.check(1, 5 + 10_000)  # a huge gap remembers only its newest skipped seqs
+    assert position.check(3).verdict is Verdict.LATE
+    assert position.check(3).verdict is Verdict.DUPLICATE
+    assert position.check(1).verdict is Verdict.DUPLICATE
+    assert position.check(5).verdict is Verdict.OK
+    huge = position.check(5 + 10_000)  # a huge gap remembers only its newest skipped seqs
     assert huge.verdict is Verdict.GAP
-    assert tracker.check(1, 5 + 10_000 - 1).verdict is Verdict.LATE
-    assert tracker.check(1, 7).verdict is Verdict.DUPLICATE
-    assert tracker.check(9, 7).verdict is Verdict.FIRST
-    assert tracker.check(9, 8).verdict is Verdict.OK
-    tracker.forget(1)
-    assert tracker.expected(1) is None
+    assert position.check(5 + 10_000 - 1).verdict is Verdict.LATE
+    assert position.check(7).verdict is Verdict.DUPLICATE
+    orphan = SeqPosition(None)
+    assert orphan.check(7).verdict is Verdict.FIRST
+    assert orphan.check(8).verdict is Verdict.OK
+
+
+@pytest.mark.parametrize("mode", ["auto", "consumes"])
+def test_acks_that_consume_a_seq_are_not_gaps(mode: str) -> None:
+    rule, position = AckSeqRule(mode), SeqPosition()
+    assert position.check(1).verdict is Verdict.OK
+    assert rule.judge(position, 2).verdict is Verdict.ACK  # the ack took seq 2
+    assert position.check(3).verdict is Verdict.OK
+    assert rule.judge(position, 4).verdict is Verdict.ACK
+    assert rule.learned == ("consumes" if mode == "consumes" else None)
+    # An ack past the next seq: seq 5 (a data frame) was lost before it.
+    lost = rule.judge(position, 6)
+    assert lost.verdict is Verdict.GAP and lost.expected == 5
+    assert position.check(7).verdict is Verdict.OK
+    assert position.check(5).verdict is Verdict.LATE
+
+
+@pytest.mark.parametrize("mode", ["auto", "position"])
+def test_acks_that_report_the_position_are_not_gaps_and_show_losses(mode: str) -> None:
+    rule, position = AckSeqRule(mode), SeqPosition()
+    assert position.check(1).verdict is Verdict.OK
+    assert rule.judge(position, 1).verdict is Verdict.ACK  # the current position
+    assert rule.learned == "position"  # auto learns it: a consuming ack could not say 1
+    assert position.check(2).verdict is Verdict.OK
+    # The ack says 3 was sent: the data frame with seq 3 never came.
+    lost = rule.judge(position, 3)
+    assert lost.verdict is Verdict.GAP and lost.expected == 3
+    assert position.check(4).verdict is Verdict.OK
+    assert position.check(3).verdict is Verdict.LATE
+    assert rule.judge(position, 2).verdict is Verdict.ACK  # an older position changes nothing
+    with pytest.raises(ValueError):
+        AckSeqRule("sometimes")
+
+
+def test_book_recovery_asks_again_then_resubscribes() -> None:
+    recovery = BookRecovery()
+    assert recovery.next_action(0.0, 10, 1) is NOTHING
+    recovery.gap({"gap": 1}, ["B", "A"])
+    action = recovery.next_action(0.0, 10, 1)
+    assert (action.kind, action.markets, action.overdue) == ("ask", ("A", "B"), False)
+    recovery.asked(0.0)
+    assert recovery.next_action(5.0, 10, 1) is NOTHING  # waiting for the snapshots
+    assert recovery.snapshot("A") == (True, None)
+    again = recovery.next_action(10.0, 10, 1)
+    assert (again.kind, again.markets, again.overdue) == ("ask", ("B",), True)
+    recovery.asked(10.0)
+    assert recovery.next_action(20.0, 10, 1).kind == "resubscribe"
+    gaps = recovery.take_gaps()
+    assert gaps == [{"gap": 1}] and not recovery.active
+    # The fresh subscription's own snapshots repair the carried gaps: nothing is asked.
+    fresh = BookRecovery()
+    fresh.carry(gaps, "resubscribe", ["A", "B"])
+    assert fresh.next_action(100.0, 10, 1) is NOTHING
+    assert fresh.snapshot("A") == (False, None)
+    resync, settled = fresh.snapshot("B")
+    assert not resync and settled == Settled([{"gap": 1}], "resubscribe")
+    assert fresh.snapshot("B") == (False, None)
+
+
+def test_book_recovery_settles_when_the_missing_markets_leave() -> None:
+    recovery = BookRecovery()
+    recovery.gap({"gap": 1}, ["A", "B"])
+    recovery.asked(0.0)
+    assert recovery.snapshot("A") == (True, None)
+    settled = recovery.forget(["B"])
+    assert settled == Settled([{"gap": 1}], "get_snapshot")
+    # A second gap before the first is repaired waits for every market again.
+    recovery.gap({"gap": 2}, ["A", "B"])
+    recovery.asked(0.0)
+    recovery.snapshot("A")
+    recovery.gap({"gap": 3}, ["A", "B"])
+    assert recovery.next_action(0.0, 10, 1).markets == ("A", "B")
+    recovery.asked(0.0)
+    recovery.snapshot("A")
+    assert recovery.snapshot("B")[1] == Settled([{"gap": 2}, {"gap": 3}], "get_snapshot")
+
+
+def test_refused_markets_back_off_per_market_and_retry_on_refresh() -> None:
+    refused = RejectedMarkets(base_s=10, max_s=25)
+    assert refused.refuse("A", now=0.0, now_ns=1).retry_at == 10
+    assert refused.refuse("A", now=10.0, now_ns=2).retry_at == 30  # doubled
+    assert refused.refuse("A", now=30.0, now_ns=3).retry_at == 55  # capped at 25 s
+    refused.refuse("B", now=30.0, now_ns=3)
+    assert refused.waiting(31.0) == {"A", "B"} and refused.due(41.0) == ["B"]
+    assert refused.retry_all(42.0) == 2 and refused.due(42.0) == ["A", "B"]
+    assert refused.accepted(["B", "C"]) == ["B"] and "B" not in refused
+    refused.forget(["A"])
+    assert len(refused) == 0 and refused.total == 4
 
 
 def test_control_records_convert_to_rows() -> None:

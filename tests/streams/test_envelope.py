@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
 import redis
 
 from app.streams import EnvelopeError, Frame, decode_entry, encode_entry
-from app.streams.envelope import F_COUNT, F_DATA, F_VERSION, BatchBuilder, decode_frames
+from app.streams.envelope import (
+    F_COUNT,
+    F_DATA,
+    F_VERSION,
+    BatchBuilder,
+    decode_frames,
+    encode_frames,
+)
 
 NASTY = [
     b"",
@@ -70,6 +78,28 @@ def test_verdict_fields_are_kept() -> None:
     assert not back.resync
     (resync,) = decode_entry(encode_entry([frame._replace(gap=False, resync=True)]))
     assert (resync.gap, resync.resync) == (False, True)
+    (flagged,) = decode_entry(
+        encode_entry([frame._replace(gap=False, repeat=True, yes_price=True)])
+    )
+    assert (flagged.gap, flagged.resync, flagged.repeat, flagged.yes_price) == (
+        False,
+        False,
+        True,
+        True,
+    )
+    assert not back.yes_price
+
+
+def test_undefined_flag_bits_are_refused() -> None:
+    count, data = encode_frames([Frame(b"x", 1, "c", sid=1, seq=1)])
+    # the flags byte sits after crc, the connection table (u16 + u16 + "c") and three i64s
+    at = 4 + 2 + 2 + 1 + 24
+    assert data[at] == 3  # sid and seq present
+    body = bytearray(data)
+    body[at] |= 64
+    body[:4] = zlib.crc32(bytes(body[4:])).to_bytes(4, "little")
+    with pytest.raises(EnvelopeError, match="unknown frame flags"):
+        decode_frames(bytes(body), count)
 
 
 def test_invalid_frames_are_refused_and_leave_the_batch_intact() -> None:
