@@ -442,6 +442,39 @@ class CoverageSettings(_Section):
     )
 
 
+class GathererDatabase(_Section):
+    """One gatherer's database, as the deduplicator reads it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="the gatherer's name")
+    database_url: str = Field(description="its database (a read-only user is enough)")
+
+
+class DedupSettings(_Section):
+    """The deduplicator: every gatherer's database in, production out (docs/dedup.md)."""
+
+    production_url: str | None = Field(
+        None, description="the production database; None: this deployment runs no deduplicator"
+    )
+    gatherers: tuple[GathererDatabase, ...] = Field(
+        (), description="the gatherer databases merged into production [DED-1]"
+    )
+    batch_rows: int = Field(
+        50_000, ge=1, description="rows read per (gatherer, table) batch and transaction [DED-5]"
+    )
+    max_run_s: float = Field(
+        50.0, gt=0, description="a run stops starting batches after this long; the next goes on"
+    )
+    interval_s: float = Field(60.0, gt=0, description="beat period of `kd.dedup.run` [DESIGN §6]")
+
+    @field_validator("gatherers")
+    @classmethod
+    def _unique_names(cls, value: tuple[GathererDatabase, ...]) -> tuple[GathererDatabase, ...]:
+        names = [g.name for g in value]
+        if len(set(names)) != len(names):
+            raise ValueError("dedup.gatherers names must be unique")
+        return value
+
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 ProcessKind = Literal["listener", "ingest", "jobs", "beat", "dedup"]
 
@@ -503,6 +536,7 @@ class Settings(BaseSettings):
     partitions: PartitionSettings = PartitionSettings()
     backfill: BackfillSettings = BackfillSettings()
     coverage: CoverageSettings = CoverageSettings()
+    dedup: DedupSettings = DedupSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 

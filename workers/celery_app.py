@@ -2,6 +2,7 @@
 
     celery -A workers.celery_app worker -Q ingest -c 2      # drains
     celery -A workers.celery_app worker -Q jobs -c 1        # maintenance
+    celery -A workers.celery_app worker -Q dedup -c 1       # the deduplicator host only
     celery -A workers.celery_app beat -s var/celerybeat-schedule
 
 Settings are read once, at import, with `load_settings(KD_CONFIG)` (YAML file named by the
@@ -87,12 +88,25 @@ def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
             "schedule": every,
             "options": {"queue": "jobs", "expires": every / 2},
         }
+    if config.dedup.production_url:  # the deduplicator host (DESIGN §2): its own queue
+        every = intervals["dedup"]
+        schedule["dedup"] = {
+            "task": "kd.dedup.run",
+            "schedule": every,
+            "options": {"queue": "dedup", "expires": every / 2},
+        }
     return schedule
 
 
 app = Celery(
     "kalshi_data",
-    include=["tasks.ingest", "tasks.maintenance", "tasks.backfill", "tasks.coverage"],
+    include=[
+        "tasks.ingest",
+        "tasks.maintenance",
+        "tasks.backfill",
+        "tasks.coverage",
+        "tasks.dedup",
+    ],
 )
 app.conf.update(
     # stock PersistentScheduler can exit 1 on SIGTERM (closes its shelf twice)
@@ -114,6 +128,7 @@ app.conf.update(
         "kd.registry.*": {"queue": "jobs"},
         "kd.backfill.*": {"queue": "jobs"},
         "kd.coverage.*": {"queue": "jobs"},
+        "kd.dedup.*": {"queue": "dedup"},
     },
     task_serializer="json",
     accept_content=["json"],

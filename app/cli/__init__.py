@@ -12,6 +12,7 @@ import sys
 from app.cli import book as _book  # noqa: F401
 from app.cli import coverage as _coverage  # noqa: F401
 from app.cli import deadletters as _deadletters  # noqa: F401
+from app.cli import dedup as _dedup  # noqa: F401
 from app.cli import listener as _listener  # noqa: F401
 from app.cli import migrate as _migrate  # noqa: F401
 from app.cli import registry as _registry  # noqa: F401

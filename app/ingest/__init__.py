@@ -3,7 +3,8 @@
 `write_entries` is the batch handler (pure apart from the connection it is given);
 `run_drain` is one Celery drain task run; `trim_streams`, `reap_consumers`,
 `maintain_partitions`, `drop_expired`, `reconcile_registry`, `refresh_subscriptions`,
-`backfill_trade_holes` and `refresh_recent_coverage` are the jobs, `job_intervals` their beat
+`backfill_trade_holes`, `refresh_recent_coverage` and `dedup_into_production` (the
+deduplicator host's) are the jobs, `job_intervals` their beat
 periods.
 docs/ingest.md has the flow, the settings and the idempotency argument;
 `workers/celery_app.py` and `tasks/` wire these into Celery.
@@ -20,6 +21,7 @@ from app.ingest.handler import (
 )
 from app.ingest.jobs import (
     backfill_trade_holes,
+    dedup_into_production,
     drop_expired,
     job_intervals,
     maintain_partitions,
@@ -50,6 +52,7 @@ __all__ = [
     "commit_rows",
     "database",
     "dead_letter_rows",
+    "dedup_into_production",
     "drop_expired",
     "entry_rows",
     "format_version",

@@ -20,6 +20,7 @@ from app.config import Settings
 from app.coverage import HOUR, STATUSES, floor_hour, refresh_coverage
 from app.db.partitions import drop_expired_partitions, ensure_partitions
 from app.db.tables import TIME_SERIES_TABLES
+from app.dedup import run_dedup
 from app.ingest.handler import rollback
 from app.ingest.runner import database, discard_database, redis_client, stream_names
 from app.kalshi.rest import KalshiRest
@@ -47,6 +48,7 @@ def job_intervals(settings: Settings) -> dict[str, float]:
         "refresh_subscriptions": settings.registry.subscription_refresh_s,
         "backfill_trades": settings.backfill.interval_s,
         "refresh_coverage": settings.coverage.interval_s,
+        "dedup": settings.dedup.interval_s,
     }
 
 
@@ -269,3 +271,13 @@ def _abandon(settings: Settings, conn: Any) -> None:
     rollback(conn)
     if conn.closed:
         discard_database(settings.database_url)
+
+
+@_job("dedup")
+def dedup_into_production(settings: Settings) -> dict[str, Any]:
+    """One deduplicator run (`app.dedup.run_dedup`, docs/dedup.md): every gatherer's new rows
+    merged into production. Raises when no production database is configured."""
+    production = settings.dedup.production_url
+    if not production:
+        raise ValueError("dedup.production_url is not set: this host runs no deduplicator")
+    return run_dedup(settings.dedup, production).as_dict()

@@ -47,6 +47,7 @@ JOBS: tuple[str, ...] = (
     "refresh_subscriptions",
     "backfill_trades",
     "refresh_coverage",
+    "dedup",
     "other",
 )
 JOB_OUTCOMES: tuple[str, ...] = ("ok", "error")
@@ -350,6 +351,23 @@ BACKFILL_PENDING_HOLES = Gauge(
     "Capture holes still waiting for a trade backfill (open ones included), after the last run",
     ["gatherer"],
     multiprocess_mode="mostrecent",
+)
+
+# -- the deduplicator (dedup-queue worker, app.dedup) ------------------------------------------
+DEDUP_ROWS_READ = Counter(
+    "kd_dedup_rows_read_total",
+    "Rows the deduplicator read from a gatherer's database (every gatherer's copy counts)",
+    ["gatherer", "table"],
+)
+DEDUP_ROWS_INSERTED = Counter(
+    "kd_dedup_rows_inserted_total",
+    "Rows new in production (read minus inserted over read is the duplicate ratio, DED-9)",
+    ["table"],
+)
+DEDUP_GATHERER_ERRORS = Counter(
+    "kd_dedup_gatherer_errors_total",
+    "Runs that skipped a gatherer: unreachable, or its schema not migrated (DED-7)",
+    ["gatherer"],
 )
 
 # -- coverage of capture (jobs-queue prefork children, app.coverage) ---------------------------

@@ -261,3 +261,13 @@ def set_coverage_market_hours(gatherer: str, counts: Mapping[str, int]) -> None:
     (0 when absent), so a `missing` that went away reads 0 rather than its last value."""
     for status in d.COVERAGE_STATUSES:
         d.COVERAGE_MARKET_HOURS.labels(gatherer, status).set(counts.get(status, 0))
+
+
+def record_dedup_batch(gatherer: str, table: str, read: int, inserted: int) -> None:
+    """One merged batch: rows read from the gatherer and rows new in production."""
+    d.DEDUP_ROWS_READ.labels(gatherer, table).inc(read)
+    d.DEDUP_ROWS_INSERTED.labels(table).inc(inserted)
+
+
+def record_dedup_gatherer_error(gatherer: str) -> None:
+    d.DEDUP_GATHERER_ERRORS.labels(gatherer).inc()

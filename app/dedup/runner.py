@@ -1,0 +1,145 @@
+"""One deduplication run: every gatherer's new rows of every merged table into production.
+
+Per (table, gatherer): lock the cursor row, read the next batch from the gatherer below its
+horizon, merge it, move the cursor, commit: one production transaction per batch (DED-2). A
+gatherer that cannot be reached, or whose schema is not migrated, is skipped this run with a
+warning and a metric, its cursors unchanged, and the others go on (DED-7). Production
+unreachable or not migrated fails the run, and beat retries it (DED-8). A run stops starting
+batches after `max_run_s`, leaving the rest to the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+
+from app.config import DedupSettings
+from app.db.engine import DatabaseUnavailable, connect, first_line
+from app.dedup.cursors import Cursor, load_cursor, save_cursor
+from app.dedup.merge import MERGED_TABLES, Batch, gatherer_horizon, merge_batch, read_batch
+from app.logs import log_event
+from app.metrics.recorders import record_dedup_batch, record_dedup_gatherer_error
+
+log = logging.getLogger("kalshi_data.dedup")
+
+
+@dataclass
+class DedupReport:
+    """What one run did, per table: rows read from gatherers and rows new in production."""
+
+    read: Counter[str] = field(default_factory=Counter)
+    inserted: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    unreachable: list[str] = field(default_factory=list)
+    complete: bool = True  # False when `max_run_s` cut the run short
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": dict(self.read),
+            "inserted": dict(self.inserted),
+            "batches": self.batches,
+            "unreachable": self.unreachable,
+            "complete": self.complete,
+        }
+
+
+def run_dedup(settings: DedupSettings, production_url: str) -> DedupReport:
+    """Merge what every gatherer stored since its cursors into production."""
+    report = DedupReport()
+    deadline = time.monotonic() + settings.max_run_s
+    production = connect(production_url)
+    try:
+        check_production(production)
+        for gatherer in settings.gatherers:
+            try:
+                source = connect(gatherer.database_url, autocommit=True)
+            except DatabaseUnavailable as exc:
+                report.unreachable.append(gatherer.name)
+                record_dedup_gatherer_error(gatherer.name)
+                log_event(
+                    log, "dedup_gatherer_unreachable", logging.WARNING,
+                    gatherer=gatherer.name, error=str(exc),
+                )  # fmt: skip
+                continue
+            try:
+                _merge_gatherer(settings, gatherer.name, source, production, report, deadline)
+            except psycopg2.Error as exc:
+                if production.closed:
+                    raise
+                production.rollback()
+                report.unreachable.append(gatherer.name)
+                record_dedup_gatherer_error(gatherer.name)
+                log_event(
+                    log, "dedup_gatherer_failed", logging.WARNING,
+                    gatherer=gatherer.name, error=first_line(exc),
+                )  # fmt: skip
+            finally:
+                source.close()
+    finally:
+        production.close()
+    log_event(log, "dedup_run", **report.as_dict())
+    return report
+
+
+def check_production(conn: Any) -> None:
+    """Fail early, with the database's own error, when production is not migrated to 0006."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT position FROM dedup_cursors LIMIT 0")
+        cur.execute("SELECT ingest_xid FROM trades LIMIT 0")
+    conn.rollback()
+
+
+def _merge_gatherer(
+    settings: DedupSettings,
+    name: str,
+    source: Any,
+    production: Any,
+    report: DedupReport,
+    deadline: float,
+) -> None:
+    """Batch after batch per table; the next batch is read from the gatherer while this one
+    is merged into production (two servers working at once). A prefetched batch is used only
+    if the cursor it was read after is the one production holds when its turn comes."""
+    horizon = gatherer_horizon(source)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dedup-{name}") as reader:
+        for spec in MERGED_TABLES:
+            ahead: tuple[Cursor, Future[Batch]] | None = None
+            while True:
+                if time.monotonic() > deadline:
+                    report.complete = False
+                    return
+                cursor = load_cursor(production, name, spec.name)
+                if cursor.xid >= horizon and cursor.legacy_done:
+                    production.rollback()
+                    break
+                if ahead is not None and ahead[0] == cursor:
+                    batch = ahead[1].result()
+                else:
+                    batch = read_batch(source, spec, cursor, horizon, settings.batch_rows)
+                ahead = None
+                following = cursor.advanced(batch.upper)
+                if batch.upper < horizon:
+                    ahead = (
+                        following,
+                        reader.submit(
+                            read_batch, source, spec, following, horizon, settings.batch_rows
+                        ),
+                    )
+                # On an error the executor's exit waits for a read still running.
+                inserted = merge_batch(production, spec, batch)
+                save_cursor(production, following)
+                production.commit()
+                report.batches += 1
+                record_dedup_batch(name, spec.name, batch.rows, inserted)
+                if batch.rows:
+                    report.read[spec.name] += batch.rows
+                if inserted:
+                    report.inserted[spec.name] += inserted
+                if batch.upper >= horizon:
+                    break
