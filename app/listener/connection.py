@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,8 @@ REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ok", "error"})
 # The server dropped the subscription (kalshi-api.md §3.4); 25 also closes the connection.
 RESUBSCRIBE_CODES = frozenset({10, 17})
 TICK_S = 1.0
+
+SessionOpened = Callable[[str], Awaitable[None]]  # (conn_id)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class ConnectionManager:
         stats: ListenerStats,
         started_ns: int | None = None,
         births: MarketBirths | None = None,
+        on_session_opened: SessionOpened | None = None,
     ) -> None:
         if role not in ("global", "orderbook"):
             raise ValueError(f"unknown role {role!r}")
@@ -139,6 +142,7 @@ class ConnectionManager:
         self._started_ns = started_ns if started_ns is not None else time.time_ns()
         self._books_live = False  # a book subscription has been acknowledged once
         self._births = births if births is not None else MarketBirths()
+        self._on_session_opened = on_session_opened
         self.holes = HoleTracker(gatherer, self._emit_hole, round(settings.hole_lead_s * 1e9))
         if role == "global":
             for channel in channels:
@@ -271,6 +275,10 @@ class ConnectionManager:
         holder.append(session)
         session.carry_gaps, self._carry_gaps = self._carry_gaps, []
         self._session = session
+        if self._on_session_opened is not None:
+            # Recorded for a successor (the heartbeat) before anything is published about it,
+            # so a kill -9 right after this cannot leave a session nobody will close.
+            await self._on_session_opened(conn_id)
         self.conn_stats.conn_id = conn_id
         self.conn_stats.connected = True
         self.conn_stats.sessions += 1

@@ -89,6 +89,8 @@ class Listener:
         self._stop_managers = asyncio.Event()
         self._publisher: StreamPublisher | None = None
         self._feed: ChangeFeed | None = None
+        self._client: Any = None  # the Redis client of `run` (heartbeat writes)
+        self._heartbeat_lock = asyncio.Lock()
         self.registry_version = 0
         self.metrics = ListenerMetrics(settings.gatherer)
         self.metrics_server: MetricsServer | None = None
@@ -124,6 +126,7 @@ class Listener:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         client = open_redis(s.redis_url, s.streams)
+        self._client = client
         self._publisher = StreamPublisher(
             client,
             self.names,
@@ -176,6 +179,7 @@ class Listener:
             stats=self.stats,
             started_ns=self.started_ns,
             births=self.births,
+            on_session_opened=self._session_opened,
         )
         self.managers[shard] = manager
         if role == "orderbook":
@@ -299,7 +303,17 @@ class Listener:
         conn_id = fields.get("conn_id") or f"{self.settings.gatherer}-listener"
         self.publisher.add(self.control_stream, control_frame(event, fields, conn_id))
 
+    async def _session_opened(self, conn_id: str) -> None:
+        """A new session is in the heartbeat before its `session_opened` record goes out."""
+        if self._client is not None:
+            await self._write_heartbeat(self._client, RUNNING)
+
     async def _write_heartbeat(self, client: Any, state: str) -> None:
+        # One write at a time: a snapshot taken earlier must never overwrite a newer one.
+        async with self._heartbeat_lock:
+            await self._write_heartbeat_now(client, state)
+
+    async def _write_heartbeat_now(self, client: Any, state: str) -> None:
         sessions = [m.session_info() for m in self.managers.values()]
         value = encode_heartbeat(
             listener_id=self.publisher.publisher_id,

@@ -326,3 +326,31 @@ def test_combo_market_lifecycle_is_subscribed_by_default(
     published = read_published(redis_test_url, gatherer)
     channels = {m["msg"]["channel"] for _, m in published.messages("subscribed")}
     assert "multivariate_market_lifecycle" in channels and "market_lifecycle_v2" in channels
+
+
+def test_every_session_is_in_the_heartbeat_before_its_session_opened_record(
+    sim_factory, gatherer: str, redis_test_url: str, tmp_path: Path
+) -> None:
+    """A kill -9 right after a (re)connect must not leave a session that no successor knows to
+    close: the heartbeat names a session before its `session_opened` record is handed over."""
+    sim = sim_factory("--markets", "10", "--rate", "100", "--drop-every", "1", "--epoch-ms",
+                      str(EPOCH_MS))  # fmt: skip
+    settings = make_settings(gatherer, redis_test_url, sim, tmp_path)
+    checked: list[tuple[str, bool]] = []
+
+    class Watching(Listener):
+        async def _session_opened(self, conn_id: str) -> None:
+            await super()._session_opened(conn_id)
+            beat = decode_heartbeat(await self._client.get(self.heartbeat_key))
+            named = {s["conn_id"] for s in (beat or {}).get("sessions", [])}
+            checked.append((conn_id, conn_id in named))
+
+    async def scenario() -> None:
+        run = Running(Watching(settings, fast_listener(markets_per_connection=10)))
+        await run.until(lambda: run.subscribed(10))
+        await run.until(lambda: len(checked) >= 12, timeout=20)  # reconnects every second
+        await run.finish()
+
+    asyncio.run(scenario())
+    assert len(checked) >= 12
+    assert all(named for _, named in checked), checked
