@@ -60,12 +60,7 @@ def run_dedup(settings: DedupSettings, production_url: str) -> DedupReport:
             try:
                 source = connect(gatherer.database_url, autocommit=True)
             except DatabaseUnavailable as exc:
-                report.unreachable.append(gatherer.name)
-                record_dedup_gatherer_error(gatherer.name)
-                log_event(
-                    log, "dedup_gatherer_unreachable", logging.WARNING,
-                    gatherer=gatherer.name, error=str(exc),
-                )  # fmt: skip
+                _skip(report, gatherer.name, "dedup_gatherer_unreachable", str(exc))
                 continue
             try:
                 _merge_gatherer(settings, gatherer.name, source, production, report, deadline)
@@ -73,18 +68,20 @@ def run_dedup(settings: DedupSettings, production_url: str) -> DedupReport:
                 if production.closed:
                     raise
                 production.rollback()
-                report.unreachable.append(gatherer.name)
-                record_dedup_gatherer_error(gatherer.name)
-                log_event(
-                    log, "dedup_gatherer_failed", logging.WARNING,
-                    gatherer=gatherer.name, error=first_line(exc),
-                )  # fmt: skip
+                _skip(report, gatherer.name, "dedup_gatherer_failed", first_line(exc))
             finally:
                 source.close()
     finally:
         production.close()
     log_event(log, "dedup_run", **report.as_dict())
     return report
+
+
+def _skip(report: DedupReport, gatherer: str, event: str, error: str) -> None:
+    """A gatherer left out of this run (DED-7): reported, counted, logged; cursors unchanged."""
+    report.unreachable.append(gatherer)
+    record_dedup_gatherer_error(gatherer)
+    log_event(log, event, logging.WARNING, gatherer=gatherer, error=error)
 
 
 def check_production(conn: Any) -> None:

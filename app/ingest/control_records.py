@@ -18,6 +18,7 @@ from psycopg2.extras import execute_values
 
 from app.db.copy import write_rows
 from app.db.rows import DeadLetterRow, SequenceGapRow
+from app.ingest.dead_rows import frame_dead_letter
 from app.listener.control import (
     GAP_EVENTS,
     HOLE_EVENTS,
@@ -28,7 +29,6 @@ from app.listener.control import (
     parse_control,
     session_row,
 )
-from app.normalize import datetime_from_ns
 from app.streams import Entry
 
 STAGE_CONTROL = "control"
@@ -128,20 +128,15 @@ def write_control_entries(
                     raise ControlRecordError(f"unknown control event {record.get('event')!r}")
             except ControlRecordError as exc:
                 dead.append(
-                    DeadLetterRow(
+                    frame_dead_letter(
+                        frame,
+                        pos,
                         gatherer=gatherer,
-                        connection_id=frame.conn_id,
-                        received_ns=frame.recv_ns,
-                        received_at=datetime_from_ns(frame.recv_ns),
-                        batch_pos=pos,
-                        sid=frame.sid,
-                        seq=frame.seq,
-                        msg_type="kd_control",
                         stage=STAGE_CONTROL,
                         reason=str(exc),
                         stream=stream,
                         entry_id=entry.id,
-                        raw=frame.raw,
+                        msg_type="kd_control",
                     )
                 )
     gaps, sessions = _merge_gaps(gaps), _merge_sessions(sessions)

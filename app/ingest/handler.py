@@ -27,6 +27,7 @@ from app.config import RegistrySettings
 from app.db.copy import write_rows
 from app.db.rows import DeadLetterRow, LifecycleEventRow, Row
 from app.ingest.batch_writer import EntryBatch, write_batch
+from app.ingest.dead_rows import frame_dead_letter
 from app.ingest.faults import describe, is_database_fault
 from app.ingest.isolation import STAGE_WRITE, write_isolated
 from app.logs import log_event
@@ -254,20 +255,14 @@ def dead_letter_rows(letter: DeadLetter, *, gatherer: str, dead_stream: str) -> 
         frames = None
     if frames:
         return [
-            DeadLetterRow(
+            frame_dead_letter(
+                frame,
+                pos,
                 gatherer=gatherer,
-                connection_id=frame.conn_id,
-                received_ns=frame.recv_ns,
-                received_at=datetime_from_ns(frame.recv_ns),
-                batch_pos=pos,
-                sid=frame.sid,
-                seq=frame.seq,
-                msg_type=None,
                 stage=STAGE_DRAIN,
                 reason=reason,
                 stream=letter.source_stream,
                 entry_id=letter.source_id,
-                raw=frame.raw,
             )
             for pos, frame in enumerate(frames)
         ]

@@ -31,11 +31,12 @@ import psycopg2
 from app.db.copy import CopyEncodingError, write_rows
 from app.db.engine import dbapi_connection
 from app.db.raw_batches import write_raw_batches
-from app.db.rows import DeadLetterRow, Row
+from app.db.rows import Row
 from app.ingest.batch_writer import EntryBatch, raw_batch_row, write_batch
+from app.ingest.dead_rows import frame_dead_letter
 from app.ingest.faults import describe, is_database_fault
 from app.logs import log_event
-from app.normalize import FormatVersion, datetime_from_ns
+from app.normalize import FormatVersion
 from app.streams.drain import Entry
 
 log = logging.getLogger(__name__)
@@ -172,20 +173,14 @@ def _write_frames(
             if is_database_fault(exc):
                 raise
             error = exc
-        dead = DeadLetterRow(
+        dead = frame_dead_letter(
+            frame,
+            pos,
             gatherer=gatherer,
-            connection_id=frame.conn_id,
-            received_ns=frame.recv_ns,
-            received_at=datetime_from_ns(frame.recv_ns),
-            batch_pos=pos,
-            sid=frame.sid,
-            seq=frame.seq,
-            msg_type=None,
             stage=STAGE_WRITE,
             reason=f"{_refusal(error)}: {describe(error)}"[:_MAX_REASON],
             stream=stream,
             entry_id=entry.id,
-            raw=frame.raw,
         )
         log_event(
             log,

@@ -9,6 +9,7 @@ from collections import Counter
 import psycopg2
 
 from app.config import GathererDatabase
+from app.db.migrations import downgrade, upgrade
 from app.dedup import run_dedup
 from tests.conftest import run_cli
 from tests.dedup.conftest import Fleet, fee_update, lifecycle, rows, settled, store, ticker, trade
@@ -142,3 +143,20 @@ def test_cli_runs_once_and_reports_clear_errors(fleet: Fleet, scratch_database: 
     )
     assert bare.returncode == 2 and "production is not migrated" in bare.stderr, bare.stderr
     assert "Traceback" not in bad.stderr + bare.stderr + nothing.stderr
+
+
+def test_rows_stored_before_ingest_xid_existed_are_merged_once(fleet: Fleet) -> None:
+    """A gatherer upgraded to 0006 with data: its older rows (ingest_xid NULL) are taken on
+    the cursor's first pass, never again; rows stored after the upgrade follow as usual."""
+    g1 = fleet.gatherers["g1"]
+    downgrade(g1, "0005")
+    store(g1, "g1", [trade(i) for i in range(1, 6)] + [ticker(1), lifecycle(1)])
+    upgrade(g1, create=False)
+    assert rows(g1, "SELECT count(*) FROM trades WHERE ingest_xid IS NULL") == [(5,)]
+    only_g1 = fleet.settings(gatherers=fleet.settings().gatherers[:1])
+    first = run_dedup(only_g1, fleet.production)
+    assert first.inserted == {"trades": 5, "tickers": 1, "lifecycle_events": 1}
+    store(g1, "g1", [trade(6)])
+    settled(fleet)
+    second = run_dedup(only_g1, fleet.production)
+    assert second.inserted == {"trades": 1} and second.read == {"trades": 1}
