@@ -28,9 +28,20 @@ class Cursor:
     table: str
     xid: int = 0  # every row with ingest_xid below this is merged
     legacy_done: bool = False  # rows without ingest_xid (stored before 0006) are merged
+    # While they are not: the table key of the last such row merged (they go in key order).
+    legacy_after: tuple[Any, ...] | None = None
 
     def advanced(self, xid: int) -> Cursor:
         return Cursor(self.gatherer, self.table, max(self.xid, xid), True)
+
+    def legacy_step(self, after: tuple[Any, ...] | None, done: bool) -> Cursor:
+        return Cursor(self.gatherer, self.table, self.xid, done, None if done else after)
+
+    def position(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"xid": self.xid, "legacy_done": self.legacy_done}
+        if self.legacy_after is not None:
+            out["legacy_after"] = list(self.legacy_after)
+        return out
 
 
 def load_cursor(conn: Any, gatherer: str, table: str, *, lock: bool = True) -> Cursor:
@@ -49,7 +60,14 @@ def load_cursor(conn: Any, gatherer: str, table: str, *, lock: bool = True) -> C
         )
         (position,) = cur.fetchone()
     position = position or {}
-    return Cursor(gatherer, table, int(position.get("xid", 0)), bool(position.get("legacy_done")))
+    after = position.get("legacy_after")
+    return Cursor(
+        gatherer,
+        table,
+        int(position.get("xid", 0)),
+        bool(position.get("legacy_done")),
+        tuple(after) if after is not None else None,
+    )
 
 
 def save_cursor(conn: Any, cursor: Cursor) -> None:
@@ -58,7 +76,7 @@ def save_cursor(conn: Any, cursor: Cursor) -> None:
             "UPDATE dedup_cursors SET position = %s, updated_at = now() "
             "WHERE gatherer = %s AND table_name = %s",
             (
-                Json({"xid": cursor.xid, "legacy_done": cursor.legacy_done}),
+                Json(cursor.position()),
                 cursor.gatherer,
                 cursor.table,
             ),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg2 import sql
@@ -41,12 +42,13 @@ TICKER_CONTENT = tuple(
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows of one gatherer's table with `cursor.xid <= ingest_xid < upper` (and, on the first
-    pass, the rows stored before `ingest_xid` existed), as COPY text."""
+    """Rows of one gatherer's table as COPY text: those with `cursor.xid <= ingest_xid <
+    after.xid`, or, while the cursor's first pass is not done, the next rows (in key order) of
+    those stored before `ingest_xid` existed. `after` is the cursor once they are merged."""
 
     payload: bytes
     rows: int
-    upper: int
+    after: Cursor
 
 
 def gatherer_horizon(conn: Any) -> int:
@@ -58,12 +60,44 @@ def gatherer_horizon(conn: Any) -> int:
 
 
 def _range_filter(cursor: Cursor, upper: int) -> sql.Composable:
-    bounded = sql.SQL("(ingest_xid >= {}::text::xid8 AND ingest_xid < {}::text::xid8)").format(
+    return sql.SQL("(ingest_xid >= {}::text::xid8 AND ingest_xid < {}::text::xid8)").format(
         sql.Literal(str(cursor.xid)), sql.Literal(str(upper))
     )
-    if cursor.legacy_done:
-        return bounded
-    return sql.SQL("({} OR ingest_xid IS NULL)").format(bounded)
+
+
+def _key_after(spec: TableSpec, after: tuple[Any, ...] | None, op: str) -> sql.Composable:
+    if after is None:
+        return sql.SQL("")
+    return sql.SQL(" AND ({}) {} ({})").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in spec.key),
+        sql.SQL(op),
+        sql.SQL(", ").join(sql.Literal(v) for v in after),
+    )
+
+
+def _legacy_filter(cur: Any, spec: TableSpec, cursor: Cursor, limit: int) -> tuple[Any, Cursor]:
+    """The next `limit` rows without `ingest_xid`, in key order, and the cursor after them
+    (keyset pagination: a gatherer upgraded with years of rows is read in bounded batches)."""
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in spec.key)
+    after = _key_after(spec, cursor.legacy_after, ">")
+    cur.execute(
+        sql.SQL(
+            "SELECT {keys} FROM {table} WHERE ingest_xid IS NULL{after} "
+            "ORDER BY {keys} OFFSET {skip} LIMIT 1"
+        ).format(
+            keys=keys,
+            table=sql.Identifier(spec.name),
+            after=after,
+            skip=sql.Literal(max(limit - 1, 0)),
+        )
+    )
+    last = cur.fetchone()
+    if last is None:  # the rest fits in this batch: the first pass ends with it
+        where = sql.SQL("ingest_xid IS NULL{}").format(after)
+        return where, cursor.legacy_step(None, True)
+    bound = tuple(v.isoformat() if isinstance(v, datetime) else v for v in last)
+    where = sql.SQL("ingest_xid IS NULL{}{}").format(after, _key_after(spec, bound, "<="))
+    return where, cursor.legacy_step(bound, False)
 
 
 def _upper(cur: Any, spec: TableSpec, cursor: Cursor, horizon: int, limit: int) -> int:
@@ -91,8 +125,11 @@ def read_batch(conn: Any, spec: TableSpec, cursor: Cursor, horizon: int, limit: 
     """The next batch of `spec` rows of one gatherer after `cursor`, below `horizon`."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
     with dbapi_connection(conn).cursor() as cur:
-        upper = _upper(cur, spec, cursor, horizon, limit)
-        where = _range_filter(cursor, upper)
+        if cursor.legacy_done:
+            upper = _upper(cur, spec, cursor, horizon, limit)
+            where, after = _range_filter(cursor, upper), cursor.advanced(upper)
+        else:
+            where, after = _legacy_filter(cur, spec, cursor, limit)
         if spec is TICKERS:
             # Every row of each content key the new rows touch: the gatherer's whole count.
             query = sql.SQL(
@@ -109,7 +146,7 @@ def read_batch(conn: Any, spec: TableSpec, cursor: Cursor, horizon: int, limit: 
         out = io.BytesIO()
         cur.copy_expert(sql.SQL("COPY ({}) TO STDOUT").format(query).as_string(cur), out)
     payload = out.getvalue()
-    return Batch(payload, payload.count(b"\n"), upper)
+    return Batch(payload, payload.count(b"\n"), after)
 
 
 def _stage(cur: Any, spec: TableSpec, payload: bytes) -> sql.Identifier:

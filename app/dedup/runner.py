@@ -120,8 +120,9 @@ def _merge_gatherer(
                 else:
                     batch = read_batch(source, spec, cursor, horizon, settings.batch_rows)
                 ahead = None
-                following = cursor.advanced(batch.upper)
-                if batch.upper < horizon:
+                following = batch.after
+                caught_up = following.legacy_done and following.xid >= horizon
+                if not caught_up:
                     ahead = (
                         following,
                         reader.submit(
@@ -138,5 +139,5 @@ def _merge_gatherer(
                     report.read[spec.name] += batch.rows
                 if inserted:
                     report.inserted[spec.name] += inserted
-                if batch.upper >= horizon:
+                if caught_up:
                     break

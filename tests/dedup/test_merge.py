@@ -150,12 +150,16 @@ def test_rows_stored_before_ingest_xid_existed_are_merged_once(fleet: Fleet) -> 
     the cursor's first pass, never again; rows stored after the upgrade follow as usual."""
     g1 = fleet.gatherers["g1"]
     downgrade(g1, "0005")
-    store(g1, "g1", [trade(i) for i in range(1, 6)] + [ticker(1), lifecycle(1)])
+    store(g1, "g1", [trade(i) for i in range(1, 4)] + [ticker(1), lifecycle(1)])
+    store(g1, "g1", [trade(4), trade(5)])
     upgrade(g1, create=False)
     assert rows(g1, "SELECT count(*) FROM trades WHERE ingest_xid IS NULL") == [(5,)]
-    only_g1 = fleet.settings(gatherers=fleet.settings().gatherers[:1])
+    # Batches of two rows: the old rows are paged through in key order, none twice.
+    only_g1 = fleet.settings(gatherers=fleet.settings().gatherers[:1], batch_rows=2)
     first = run_dedup(only_g1, fleet.production)
     assert first.inserted == {"trades": 5, "tickers": 1, "lifecycle_events": 1}
+    assert first.read == {"trades": 5, "tickers": 1, "lifecycle_events": 1}
+    assert first.batches >= 5
     store(g1, "g1", [trade(6)])
     settled(fleet)
     second = run_dedup(only_g1, fleet.production)
