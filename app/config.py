@@ -465,6 +465,17 @@ class DedupSettings(_Section):
         50.0, gt=0, description="a run stops starting batches after this long; the next goes on"
     )
     interval_s: float = Field(60.0, gt=0, description="beat period of `kd.dedup.run` [DESIGN §6]")
+    book_lateness_s: float = Field(
+        120.0, ge=0, description="order books: a window is merged once its end is this old"
+    )
+    book_window_s: float = Field(
+        300.0, gt=0, description="order books: the longest window one production transaction takes"
+    )
+    stream_silence_s: float = Field(
+        120.0,
+        gt=0,
+        description="an open stream with no row for this long is whole only to its last row",
+    )
 
     @field_validator("gatherers")
     @classmethod

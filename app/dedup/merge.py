@@ -149,7 +149,8 @@ def read_batch(conn: Any, spec: TableSpec, cursor: Cursor, horizon: int, limit: 
     return Batch(payload, payload.count(b"\n"), after)
 
 
-def _stage(cur: Any, spec: TableSpec, payload: bytes) -> sql.Identifier:
+def stage_rows(cur: Any, spec: TableSpec, payload: bytes) -> sql.Identifier:
+    """COPY `payload` into a temporary staging table shaped like `spec` (emptied first)."""
     stage = sql.Identifier(f"_kd_dedup_{spec.name}")
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
     cur.execute(
@@ -173,7 +174,7 @@ def merge_batch(conn: Any, spec: TableSpec, batch: Batch) -> int:
     with dbapi_connection(conn).cursor() as cur:
         # A batch's sorts and hashes (50k rows) fit in memory instead of spilling to disk.
         cur.execute("SET LOCAL work_mem = '64MB'")
-        stage = _stage(cur, spec, batch.payload)
+        stage = stage_rows(cur, spec, batch.payload)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
         if spec is TRADES:
             cur.execute(

@@ -15,12 +15,22 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2
 
 from app.config import DedupSettings
 from app.db.engine import DatabaseUnavailable, connect, first_line
+from app.dedup.books import (
+    copy_window,
+    first_book_time,
+    load_book_cursor,
+    next_book_time,
+    plan_window,
+    read_source,
+    save_book_cursor,
+)
 from app.dedup.cursors import Cursor, load_cursor, save_cursor
 from app.dedup.merge import MERGED_TABLES, Batch, gatherer_horizon, merge_batch, read_batch
 from app.logs import log_event
@@ -38,6 +48,9 @@ class DedupReport:
     batches: int = 0
     unreachable: list[str] = field(default_factory=list)
     complete: bool = True  # False when `max_run_s` cut the run short
+    book_windows: int = 0
+    book_gaps: int = 0  # (market, stretch) no gatherer's stream covered, in this run's windows
+    books_until: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,11 +59,17 @@ class DedupReport:
             "batches": self.batches,
             "unreachable": self.unreachable,
             "complete": self.complete,
+            "book_windows": self.book_windows,
+            "book_gaps": self.book_gaps,
+            "books_until": None if self.books_until is None else self.books_until.isoformat(),
         }
 
 
-def run_dedup(settings: DedupSettings, production_url: str) -> DedupReport:
-    """Merge what every gatherer stored since its cursors into production."""
+def run_dedup(
+    settings: DedupSettings, production_url: str, *, now: datetime | None = None
+) -> DedupReport:
+    """Merge what every gatherer stored since its cursors into production; order books up
+    to `now - book_lateness_s` (`now`: the clock, unless a caller knows better)."""
     report = DedupReport()
     deadline = time.monotonic() + settings.max_run_s
     production = connect(production_url)
@@ -71,6 +90,7 @@ def run_dedup(settings: DedupSettings, production_url: str) -> DedupReport:
                 _skip(report, gatherer.name, "dedup_gatherer_failed", first_line(exc))
             finally:
                 source.close()
+        _merge_books(settings, production, report, deadline, now)
     finally:
         production.close()
     log_event(log, "dedup_run", **report.as_dict())
@@ -141,3 +161,60 @@ def _merge_gatherer(
                     report.inserted[spec.name] += inserted
                 if caught_up:
                     break
+
+
+def _merge_books(
+    settings: DedupSettings,
+    production: Any,
+    report: DedupReport,
+    deadline: float,
+    now: datetime | None,
+) -> None:
+    """Order books window after window (app/dedup/books.py), with every reachable gatherer."""
+    horizon = (now or datetime.now(UTC)) - timedelta(seconds=settings.book_lateness_s)
+    step = timedelta(seconds=settings.book_window_s)
+    silence = timedelta(seconds=settings.stream_silence_s)
+    sources: list[tuple[str, Any]] = []
+    try:
+        for gatherer in settings.gatherers:
+            if gatherer.name in report.unreachable:
+                continue
+            try:
+                sources.append((gatherer.name, connect(gatherer.database_url, autocommit=True)))
+            except DatabaseUnavailable as exc:
+                _skip(report, gatherer.name, "dedup_gatherer_unreachable", str(exc))
+        if not sources:
+            return
+        while time.monotonic() <= deadline:
+            since = load_book_cursor(production)
+            if since is None:
+                firsts = [t for _, c in sources if (t := first_book_time(c)) is not None]
+                if not firsts:
+                    production.rollback()
+                    return
+                since = min(firsts)
+            if since >= horizon:
+                production.rollback()
+                return
+            nexts = [t for _, c in sources if (t := next_book_time(c, since)) is not None]
+            until = min(max([since, *nexts]) + step, horizon) if nexts else horizon
+            views = [read_source(name, conn, since, until, silence) for name, conn in sources]
+            window = plan_window(production, views, since, until, silence)
+            copy_window(production, views, window)
+            save_book_cursor(production, until)
+            production.commit()
+            report.book_windows += 1
+            report.book_gaps += sum(len(g) for g in window.gaps.values())
+            report.books_until = until
+            for table, rows in window.read.items():
+                report.read[table] += rows
+            for table, rows in window.inserted.items():
+                report.inserted[table] += rows
+            for market, gaps in window.gaps.items():
+                for low, high in gaps:
+                    log_event(log, "dedup_book_gap", logging.WARNING, market=market,
+                              from_at=low.isoformat(), to_at=high.isoformat())  # fmt: skip
+        report.complete = False
+    finally:
+        for _, conn in sources:
+            conn.close()

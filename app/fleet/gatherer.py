@@ -109,5 +109,12 @@ def gatherer_specs(
             ),
             env=env,
         ),
-        ChildSpec(name="listener", argv=python_command("listener"), env=env),
+        ChildSpec(
+            name="listener",
+            argv=python_command("listener"),
+            env=env,
+            # Its own shutdown is bounded by two shutdown_timeout_s waits (connections, then
+            # the publisher flush); a SIGKILL before that would cut a clean stop short.
+            stop_timeout_s=2 * settings.listener.shutdown_timeout_s + 10.0,
+        ),
     ]  # fmt: skip

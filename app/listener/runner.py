@@ -223,15 +223,31 @@ class Listener:
                 raise RuntimeError(f"connection manager {shard} ended unexpectedly")
 
     async def _shutdown(self, client: Any) -> None:
+        began = time.monotonic()
+        log_event(log, "listener_stopping", connections=len(self._tasks))
         self._stop_managers.set()
         if self._tasks:
             await asyncio.wait(self._tasks.values(), timeout=self.config.shutdown_timeout_s)
-        for task in self._tasks.values():
-            if not task.done():
-                task.cancel()
+        hung = [shard for shard, task in self._tasks.items() if not task.done()]
+        for shard in hung:
+            self._tasks[shard].cancel()
+        # Each phase is logged with its time, so a slow stop says which part was slow.
+        log_event(
+            log,
+            "listener_connections_stopped",
+            logging.WARNING if hung else logging.INFO,
+            elapsed_s=round(time.monotonic() - began, 3),
+            cancelled=",".join(hung) or None,
+        )
         try:
             if self._publisher is not None:
                 delivered = await self._publisher.close(timeout=self.config.shutdown_timeout_s)
+                log_event(
+                    log,
+                    "listener_publisher_closed",
+                    delivered=delivered,
+                    elapsed_s=round(time.monotonic() - began, 3),
+                )
                 # Everything read is in Redis or the journal: a clean stop (docs/holes.md).
                 await self._write_heartbeat(client, STOPPED if delivered else RUNNING)
         finally:

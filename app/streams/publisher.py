@@ -308,7 +308,16 @@ class StreamPublisher:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            try:
+                # A journal replay in progress finishes its chunk and stops; one that cannot
+                # within the bound is cancelled: its segment stays and the next start replays
+                # it (entries already sent again are duplicates ingest stores once).
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                log_event(logger, "streams_publisher_stop_cancelled", level=logging.WARNING)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         if self._inflight and not self._inflight_abandoned:
             self._sealed.extendleft(reversed(self._inflight))
             self._inflight = []
@@ -602,6 +611,8 @@ class StreamPublisher:
         last_good: JournalRecord | None = None
         limit_n, limit_bytes = self._settings.max_call_batches, self._settings.max_call_bytes
         for record in reader:
+            if self._stopping:
+                return False  # the segment stays; the next start replays it
             if chunk and (
                 record.publisher_key != chunk[0].publisher_key
                 or len(chunk) >= limit_n

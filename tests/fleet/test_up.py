@@ -50,6 +50,12 @@ def gatherer_env(postgres_admin_url: str, redis_test_url: str):
     admin.close()
 
 
+def _failure(stderr: str) -> str:
+    """The listener's own last lines (it is the child most often slow to stop), then the tail."""
+    listener = [line for line in stderr.splitlines() if line.startswith("[listener]")]
+    return "\n".join(listener[-30:]) + "\n...\n" + stderr[-2500:]
+
+
 @pytest.mark.parametrize("late_2026", [False, True], ids=["default", "acks-and-yes-price"])
 def test_up_captures_exactly_what_the_exchange_sent(
     tmp_path: Path, gatherer_env, late_2026: bool
@@ -70,7 +76,7 @@ def test_up_captures_exactly_what_the_exchange_sent(
         "--sim-extra", faults, "--run-dir", str(tmp_path / "run"),
         timeout=240, **env,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, _failure(result.stderr)
     assert "Traceback" not in result.stderr
     assert "stopped after" in result.stdout
     # the final status line counts the frames stored (not '?')
