@@ -31,6 +31,7 @@ from app.dedup.books import (
     read_source,
     save_book_cursor,
 )
+from app.dedup.coverage import open_markets, read_holes, store_parts, window_parts
 from app.dedup.cursors import Cursor, load_cursor, save_cursor
 from app.dedup.merge import MERGED_TABLES, Batch, gatherer_horizon, merge_batch, read_batch
 from app.logs import log_event
@@ -51,6 +52,7 @@ class DedupReport:
     book_windows: int = 0
     book_gaps: int = 0  # (market, stretch) no gatherer's stream covered, in this run's windows
     books_until: datetime | None = None
+    coverage: Counter[str] = field(default_factory=Counter)  # market-hour parts per status
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class DedupReport:
             "complete": self.complete,
             "book_windows": self.book_windows,
             "book_gaps": self.book_gaps,
+            "coverage": dict(self.coverage),
             "books_until": None if self.books_until is None else self.books_until.isoformat(),
         }
 
@@ -201,6 +204,11 @@ def _merge_books(
             views = [read_source(name, conn, since, until, silence) for name, conn in sources]
             window = plan_window(production, views, since, until, silence)
             copy_window(production, views, window)
+            holes = {name: read_holes(conn, since, until) for name, conn in sources}
+            markets = open_markets((conn for _, conn in sources), since, until)
+            parts = window_parts(views, window, holes, markets)
+            store_parts(production, parts)
+            report.coverage.update(p.status for p in parts)
             save_book_cursor(production, until)
             production.commit()
             report.book_windows += 1

@@ -191,6 +191,12 @@ def test_production_books_equal_the_exchange_at_every_instant(fleet: Fleet) -> N
     assert len(sources) >= 2
     again = run_dedup(settings, fleet.production, now=at(70))
     assert not again.inserted and again.book_windows == 0
+    # Coverage: every gatherer lost part of the hour, production nothing.
+    coverage = rows(
+        fleet.production, "SELECT market_ticker, status, gap_count, book_source FROM coverage"
+    )
+    assert sorted(r[:3] for r in coverage) == [(t, "complete", 0) for t in TICKERS]
+    assert all(len(r[3].split(",")) >= 2 for r in coverage), coverage
 
 
 def test_a_stretch_no_gatherer_holds_is_a_gap_and_the_book_resumes_at_the_next_snapshot(
@@ -207,12 +213,26 @@ def test_a_stretch_no_gatherer_holds_is_a_gap_and_the_book_resumes_at_the_next_s
             feed.resync("g1", 15.2)
         feed.change(second + 0.5, lost_by=("g1", "g2") if 10 <= second < 15 else ())
     feed.store(fleet)
+    # A market listed only while both were blind: nothing of it reached anyone.
+    with psycopg2.connect(fleet.gatherers["g1"]) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO markets (ticker, event_ticker, status, metadata, open_time, close_time) "
+            "VALUES ('KXB-26DEC01-T3', 'KXB-26DEC01', 'closed', '{}', %s, %s)",
+            (at(10), at(14)),
+        )
+    conn.close()
     two = Fleet({g: fleet.gatherers[g] for g in ("g1", "g2")}, fleet.production)
     report = run_dedup(two.settings(book_lateness_s=0), fleet.production, now=at(40))
     assert report.book_gaps == len(TICKERS), report.as_dict()
     for seconds in (5.0, 9.2, 15.1, 22.0, 31.0):
         for ticker in TICKERS:
             assert _book(fleet.production, ticker, seconds) == feed.book(seconds)[ticker]
+    coverage = rows(fleet.production, "SELECT market_ticker, status, gatherers FROM coverage")
+    assert sorted(coverage) == [
+        ("KXB-26DEC01-T1", "degraded", []),
+        ("KXB-26DEC01-T2", "degraded", []),
+        ("KXB-26DEC01-T3", "missing", []),
+    ]
 
 
 def _base(stream: str, start: float, end: float) -> Base:
