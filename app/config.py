@@ -486,6 +486,20 @@ class DedupSettings(_Section):
         return value
 
 
+BeatEntries = Literal["auto", "gatherer", "dedup"]
+
+
+class BeatSettings(_Section):
+    """Which entries a beat process schedules, so one host can run a beat per role
+    (`kalshi-data up --gatherers N`: one per gatherer and one for the deduplicator)."""
+
+    entries: BeatEntries = Field(
+        "auto",
+        description="auto: the gatherer's drains and jobs, plus kd.dedup.run where "
+        "dedup.production_url is set; gatherer: drains and jobs only; dedup: kd.dedup.run only",
+    )
+
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 ProcessKind = Literal["listener", "ingest", "jobs", "beat", "dedup"]
 
@@ -548,6 +562,7 @@ class Settings(BaseSettings):
     backfill: BackfillSettings = BackfillSettings()
     coverage: CoverageSettings = CoverageSettings()
     dedup: DedupSettings = DedupSettings()
+    beat: BeatSettings = BeatSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -4,7 +4,8 @@ On SIGTERM, beat's signal handler closes the scheduler (syncing and closing its 
 raises SystemExit; the main loop's `finally` then closes it again, and a tick that was running
 when the signal arrived may touch the closed shelf. Stock `PersistentScheduler` then raises
 "invalid operation on closed shelf" and beat exits 1 on an otherwise clean stop. Here the first
-close wins and everything after it is a no-op; the schedule was already persisted by then.
+close wins and everything after it is a no-op; the schedule was already persisted by then. A
+tick after the close ends beat (SystemExit), in case the handler's own SystemExit was lost.
 """
 
 from __future__ import annotations
@@ -31,5 +32,9 @@ class ShutdownSafeScheduler(PersistentScheduler):
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if self._closed:
-            return 0.0
+            # Closed means a stop was asked. The handler's SystemExit can be lost when it lands
+            # inside a Redis call whose cleanup then fails ("I/O operation on closed file",
+            # logged as a SchedulingError), and beat would tick on, never sleeping, until
+            # SIGKILL: raised again here, it ends beat's loop.
+            raise SystemExit()
         return float(super().tick(*args, **kwargs))

@@ -17,7 +17,8 @@ PROMETHEUS_MULTIPROC_DIR in the environment (`kalshi-data up` sets it per worker
 prefork child writes its values there and `python -m app.metrics serve KIND` sums them.
 `install_celery_hooks()` removes an exiting child's live-gauge files. The jobs record their own
 runs (`app.ingest.jobs`); the beat schedule takes every job period from the settings through
-`app.ingest.job_intervals`.
+`app.ingest.job_intervals`; `beat.entries` selects which entries one beat runs (a gatherer's, the
+deduplicator's, or both), so `kalshi-data up --gatherers N` runs one beat per role.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ JOB_ENTRIES: tuple[tuple[str, str, str], ...] = (
 
 
 def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
+    """The entries `beat.entries` selects: a gatherer's drains and jobs, the deduplicator's
+    run, or (auto) the gatherer's plus the deduplicator's where production is configured."""
+    entries = config.beat.entries
+    schedule: dict[str, dict[str, Any]] = {}
+    if entries in ("auto", "gatherer"):
+        schedule.update(gatherer_entries(config))
+    if entries == "dedup" or (entries == "auto" and config.dedup.production_url):
+        schedule.update(dedup_entries(config))
+    return schedule
+
+
+def gatherer_entries(config: Settings) -> dict[str, dict[str, Any]]:
     """A drain per data stream every `streams.drain_interval_s` (1 s), the dead letters every
     `streams.dead_letter_interval_s` (10 s), the jobs at their configured periods. A drain
     message expires after a few periods: a later one does the same work."""
@@ -88,14 +101,19 @@ def beat_schedule(config: Settings) -> dict[str, dict[str, Any]]:
             "schedule": every,
             "options": {"queue": "jobs", "expires": every / 2},
         }
-    if config.dedup.production_url:  # the deduplicator host (DESIGN §2): its own queue
-        every = intervals["dedup"]
-        schedule["dedup"] = {
+    return schedule
+
+
+def dedup_entries(config: Settings) -> dict[str, dict[str, Any]]:
+    """The deduplicator host's one entry (DESIGN §2), on its own queue."""
+    every = job_intervals(config)["dedup"]
+    return {
+        "dedup": {
             "task": "kd.dedup.run",
             "schedule": every,
             "options": {"queue": "dedup", "expires": every / 2},
         }
-    return schedule
+    }
 
 
 app = Celery(

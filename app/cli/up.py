@@ -1,4 +1,5 @@
-"""`kalshi-data up`: the main job, one gatherer as supervised child processes, live status."""
+"""`kalshi-data up`: the main job, one gatherer (or N and the deduplicator) as supervised child
+processes, with a live status line (docs/up.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 
 from app.cli.group import CliContext, cli, pass_cli_context
+from app.fleet.members import MAX_GATHERERS
 from app.fleet.runner import UpOptions, run_up
 
 
@@ -58,6 +60,21 @@ from app.fleet.runner import UpOptions, run_up
     help="Prefork children of the ingest worker.",
 )
 @click.option(
+    "--gatherers",
+    type=click.IntRange(1, MAX_GATHERERS),
+    default=1,
+    show_default=True,
+    help="Gatherers to run, each with its own database and Redis keys; more than one adds a "
+    "production database and the deduplicator.",
+)
+@click.option(
+    "--dedup-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="With --gatherers > 1: seconds between the deduplicator's runs.",
+)
+@click.option(
     "--run-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("var"),
@@ -75,9 +92,14 @@ def up(
     truth_dir: Path | None,
     sim_extra: str,
     ingest_workers: int,
+    gatherers: int,
+    dedup_interval: float,
     run_dir: Path,
 ) -> None:
-    """Run one whole gatherer: exchange (simulator unless a key is set), listener, ingest, beat."""
+    """Run one whole gatherer: exchange (simulator unless a key is set), listener, ingest, beat.
+
+    With --gatherers N: N gatherers against the one exchange, and the deduplicator merging
+    them into a production database."""
     options = UpOptions(
         duration_s=duration,
         sim_markets=sim_markets,
@@ -89,6 +111,8 @@ def up(
         config_path=ctx.config_path,
         ingest_concurrency=ingest_workers,
         run_dir=run_dir,
+        gatherers=gatherers,
+        dedup_interval_s=dedup_interval,
     )
     code = asyncio.run(run_up(ctx.settings, options))
     if code:

@@ -23,7 +23,8 @@ from app.metrics import MULTIPROC_ENV, prepare_multiproc_dir
 CELERY_APP = "workers.celery_app"
 
 
-def _celery(*args: str) -> list[str]:
+def celery_command(*args: str) -> list[str]:
+    """argv of `celery -A workers.celery_app ARGS...` with this interpreter."""
     return [sys.executable, "-m", "celery", "-A", CELERY_APP, *args]
 
 
@@ -44,8 +45,11 @@ def gatherer_env(settings: Settings, rest_url: str, ws_url: str, config: Path | 
 EXPORTER_READY_TEXT = "serving"  # "serving URL", or "not serving ..." on a busy port
 
 
-def exporter_spec(settings: Settings, kind: ProcessKind, env: dict[str, str]) -> ChildSpec:
-    """`python -m app.metrics serve KIND` for one Celery worker kind (its directory in `env`)."""
+def exporter_spec(
+    settings: Settings, kind: ProcessKind, env: dict[str, str], suffix: str = ""
+) -> ChildSpec:
+    """`python -m app.metrics serve KIND` for one Celery worker kind (its directory in `env`);
+    `suffix` tells one gatherer's exporter from another's in `up --gatherers N`."""
     m = settings.metrics
     argv = [
         sys.executable, "-m", "app.metrics", "serve", kind, "--busy-port-ok",
@@ -57,7 +61,9 @@ def exporter_spec(settings: Settings, kind: ProcessKind, env: dict[str, str]) ->
             "--book-partitions", str(settings.streams.book_partitions),
             "--refresh", str(m.stream_refresh_s),
         ]  # fmt: skip
-    return ChildSpec(name=f"{kind}-metrics", argv=argv, env=env, ready_text=EXPORTER_READY_TEXT)
+    return ChildSpec(
+        name=f"{kind}-metrics{suffix}", argv=argv, env=env, ready_text=EXPORTER_READY_TEXT
+    )
 
 
 def worker_metrics_env(
@@ -70,47 +76,52 @@ def worker_metrics_env(
 
 
 def gatherer_specs(
-    settings: Settings, env: dict[str, str], run_dir: Path, ingest_concurrency: int = 2
+    settings: Settings,
+    env: dict[str, str],
+    run_dir: Path,
+    ingest_concurrency: int = 2,
+    suffix: str = "",
 ) -> list[ChildSpec]:
     """Ingest workers, the jobs worker (each followed by its metrics exporter when metrics are
-    enabled), beat and the listener, in start order."""
+    enabled), beat and the listener, in start order; every child's name ends in `suffix`
+    (empty for a lone gatherer, `@<gatherer>` in a fleet)."""
     g = settings.gatherer
     metrics = settings.metrics.enabled
     ingest_env = worker_metrics_env(settings, "ingest", env) if metrics else env
     jobs_env = worker_metrics_env(settings, "jobs", env) if metrics else env
     workers = [
         ChildSpec(
-            name="ingest",
-            argv=_celery(
+            name=f"ingest{suffix}",
+            argv=celery_command(
                 "worker", "-Q", "ingest", "-c", str(ingest_concurrency), "--pool", "prefork",
                 "-n", f"ingest-{g}@%h", "--without-gossip", "--without-mingle", "-l", "INFO",
             ),
             env=ingest_env,
             ready_text="ready.",
         ),
-        *([exporter_spec(settings, "ingest", ingest_env)] if metrics else []),
+        *([exporter_spec(settings, "ingest", ingest_env, suffix)] if metrics else []),
         ChildSpec(
-            name="jobs",
-            argv=_celery(
+            name=f"jobs{suffix}",
+            argv=celery_command(
                 "worker", "-Q", "jobs", "-c", "1", "--pool", "prefork",
                 "-n", f"jobs-{g}@%h", "--without-gossip", "--without-mingle", "-l", "INFO",
             ),
             env=jobs_env,
             ready_text="ready.",
         ),
-        *([exporter_spec(settings, "jobs", jobs_env)] if metrics else []),
+        *([exporter_spec(settings, "jobs", jobs_env, suffix)] if metrics else []),
     ]  # fmt: skip
     return [
         *workers,
         ChildSpec(
-            name="beat",
-            argv=_celery(
+            name=f"beat{suffix}",
+            argv=celery_command(
                 "beat", "-s", str(run_dir / f"celerybeat-{g}"), "--pidfile=", "-l", "INFO",
             ),
             env=env,
         ),
         ChildSpec(
-            name="listener",
+            name=f"listener{suffix}",
             argv=python_command("listener"),
             env=env,
             # Its own shutdown is bounded by two shutdown_timeout_s waits (connections, then

@@ -7,11 +7,17 @@ read-only and cheap: stream stats and the counter are a few Redis commands, row 
 from `pg_stat_user_tables` (cumulative insert counters PostgreSQL keeps anyway, summed over
 partitions), gaps and dead letters from small indexed tables. It never raises on a transient
 failure: a service that does not answer shows as `?`.
+
+With several gatherers (`up --gatherers N`) the live line holds one short segment per gatherer
+and production's rows; the final report counts the merged tables exactly, in production and in
+each gatherer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -56,9 +62,12 @@ class PipelineSnapshot:
 
 
 class PipelineReader:
-    """Keeps one Redis client and one database connection open for periodic readings."""
+    """Keeps one Redis client and one database connection open for periodic readings.
 
-    def __init__(self, redis_url: str, database_url: str, names: StreamNames, gatherer: str):
+    Without stream names (a production database) only the database is read.
+    """
+
+    def __init__(self, redis_url: str, database_url: str, names: StreamNames | None, gatherer: str):
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=2)
         self._database_url = database_url
         self._db: psycopg2.extensions.connection | None = None
@@ -72,6 +81,8 @@ class PipelineReader:
         return snapshot
 
     def _read_streams(self, snapshot: PipelineSnapshot) -> None:
+        if self._names is None:
+            return
         try:
             stats = [stream_stats(self._redis, name) for name in self._names.all_streams]
             stored = self._redis.get(self._names.frames_stored_key)
@@ -110,6 +121,27 @@ class PipelineReader:
             self._db.close()
 
 
+def count_rows(database_url: str, tables: Iterable[str]) -> dict[str, int | None]:
+    """Exact row counts (one `count(*)` per table) for a final report; None when unreadable."""
+    counts: dict[str, int | None] = dict.fromkeys(tables)
+    try:
+        with contextlib.closing(psycopg2.connect(database_url, connect_timeout=5)) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                for table in counts:
+                    cur.execute(f'SELECT count(*) FROM "{table}"')
+                    row = cur.fetchone()
+                    counts[table] = int(row[0]) if row else None
+    except psycopg2.Error as exc:
+        log.debug("row counts unavailable: %s", exc)  # the URL may hold a password
+    return counts
+
+
+def render_counts(counts: dict[str, int | None]) -> str:
+    """`trades 12 tickers 40 ...`, `?` for a count that could not be read."""
+    return " ".join(f"{table} {_show(count)}" for table, count in counts.items())
+
+
 def _show(value: int | None) -> str:
     return "?" if value is None else str(value)
 
@@ -122,13 +154,17 @@ class PipelineStatusLine:
         self._last_frames: int | None = None
         self._last_time: float | None = None
 
-    def render(self, snapshot: PipelineSnapshot, now: float) -> str:
-        frames = snapshot.frames_stored
+    def _rate(self, frames: int | None, now: float) -> str:
         rate = "?"
         if frames is not None and self._last_frames is not None and self._last_time is not None:
             rate = f"{(frames - self._last_frames) / max(now - self._last_time, 1e-6):.0f}"
         if frames is not None:
             self._last_frames, self._last_time = frames, now
+        return rate
+
+    def render(self, snapshot: PipelineSnapshot, now: float) -> str:
+        frames = snapshot.frames_stored
+        rate = self._rate(frames, now)
         rows = snapshot.rows
         book = (rows.get("orderbook_snapshots") or 0) + (rows.get("orderbook_deltas") or 0)
         return (
@@ -139,3 +175,41 @@ class PipelineStatusLine:
             f" | gaps {_show(snapshot.gaps)} (recovered {_show(snapshot.gaps_recovered)})"
             f" | dead letters {_show(rows.get('dead_letters'))}"
         )
+
+    def render_short(self, snapshot: PipelineSnapshot, now: float) -> str:
+        """One gatherer's segment of the fleet line: the label, rate, lag and trades only."""
+        rate = self._rate(snapshot.frames_stored, now)
+        return (
+            f"{self.label} {rate} f/s lag {_show(snapshot.lag)}"
+            f" trades {_show(snapshot.rows.get('trades'))}"
+        )
+
+
+class FleetStatusLine:
+    """`up --gatherers N`'s live line: a short segment per gatherer, then production's trades."""
+
+    def __init__(self, label: str, gatherers: Iterable[str]) -> None:
+        self.label = label
+        self.lines = {name: PipelineStatusLine(name) for name in gatherers}
+
+    def render(
+        self, snapshots: dict[str, PipelineSnapshot], production: PipelineSnapshot, now: float
+    ) -> str:
+        segments = [line.render_short(snapshots[name], now) for name, line in self.lines.items()]
+        trades = _show(production.rows.get("trades"))
+        return " | ".join([self.label, *segments, f"production trades {trades}"])
+
+
+def render_member_summary(
+    name: str, counts: dict[str, int | None], snapshot: PipelineSnapshot
+) -> str:
+    """One gatherer's line in a fleet's final report: exact rows of the tables production
+    merges (comparable with production's), then the rest of what the live line shows."""
+    rows = snapshot.rows
+    book = (rows.get("orderbook_snapshots") or 0) + (rows.get("orderbook_deltas") or 0)
+    return (
+        f"{name}: {render_counts(counts)} | lag {_show(snapshot.lag)}"
+        f" pending {_show(snapshot.pending)} | frames {_show(snapshot.frames_stored)} book {book}"
+        f" | gaps {_show(snapshot.gaps)} (recovered {_show(snapshot.gaps_recovered)})"
+        f" | dead letters {_show(rows.get('dead_letters'))}"
+    )
