@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,9 +34,18 @@ from app.dedup.merge import stage_rows
 log = logging.getLogger("kalshi_data.dedup")
 
 CURSOR_GATHERER = "*"
+PRODUCTION = "*"  # the `gatherer` of production's own holes
+GAP_CAUSE = "no_whole_stream"
 CURSOR_TABLE = "orderbook"
 BOOK_CHANNEL = "orderbook_delta"
 _STREAM_SOURCES = "source IN ('ws', 'resync')"
+
+
+# Causes that end a connection without losing what it delivered: its frames arrived in order
+# up to the close, so its stream is whole up to its last stored row, even where the hole
+# starts earlier (a hole's start may lead the last delivery, docs/holes.md). A dead listener
+# (`listener_died`) may have stored later frames of a batch but not earlier ones: no such rule.
+CONNECTION_ENDS = frozenset({"disconnect", "listener_down"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +53,22 @@ class _Hole:
     markets: frozenset[str] | None
     from_at: datetime
     to_at: datetime | None
+    cause: str = ""
+    connection_id: str | None = None
 
     def breaks(self, market: str, after: datetime) -> datetime | None:
-        """Where this hole ends a stream of `market` that was whole at `after`, if it does."""
+        """Where this hole ends a stream of `market` whose snapshot was taken at `after`.
+
+        A hole that began before the snapshot is over for the market by then: a book hole
+        ends, for each market, at the market's next snapshot (docs/holes.md), and this is one.
+        Except a journal loss: frames lost in the middle of a stretch, snapshots or not."""
         if self.markets is not None and market not in self.markets:
             return None
-        if self.to_at is not None and self.to_at <= after:
-            return None  # over before (a hole ends at the market's fresh snapshot)
-        return max(self.from_at, after)
+        if self.from_at < after:
+            if self.cause == "journal_loss" and (self.to_at is None or self.to_at > after):
+                return after
+            return None
+        return self.from_at
 
 
 @dataclass
@@ -164,14 +182,14 @@ def read_source(
             view.gatherers.add(gatherer)
         oldest = min((b[3] for b in view.bases), default=since)
         cur.execute(
-            "SELECT gatherer, market_tickers, from_at, to_at FROM capture_holes "
+            "SELECT gatherer, market_tickers, from_at, to_at, cause, connection_id "
+            "FROM capture_holes "
             "WHERE channel = %s AND from_at < %s AND (to_at IS NULL OR to_at > %s)",
             (BOOK_CHANNEL, until, oldest),
         )
-        for gatherer, markets, from_at, to_at in cur.fetchall():
-            view.holes[gatherer].append(
-                _Hole(None if markets is None else frozenset(markets), from_at, to_at)
-            )
+        for gatherer, markets, from_at, to_at, cause, conn_id in cur.fetchall():
+            named = None if markets is None else frozenset(markets)
+            view.holes[gatherer].append(_Hole(named, from_at, to_at, cause, conn_id))
         conns = sorted({b[1].connection_id for b in view.bases})
         cur.execute(
             "SELECT connection_id, closed_at FROM connection_sessions "
@@ -202,17 +220,21 @@ def stream_end(
     """The last instant (inclusive) the stream is whole for `market`, from `after` on;
     `until` when nothing ends it in the window."""
     end = until
+    last = view.last_row.get((stream.connection_id, stream.sid), after)
     for hole in view.holes.get(stream.gatherer, ()):
         broken = hole.breaks(market, after)
-        if broken is not None and broken < end:
-            end = broken
+        if broken is None:
+            continue
+        if hole.cause in CONNECTION_ENDS:
+            if hole.connection_id not in (None, stream.connection_id):
+                continue  # another connection of this gatherer closed
+            broken = max(broken, last)
+        end = min(end, broken)
     closed = view.closed.get(stream.connection_id)
     if closed is not None:
         end = min(end, max(closed, after))
-    else:
-        last = view.last_row.get((stream.connection_id, stream.sid), after)
-        if until - last > silence:
-            end = min(end, max(last, after))
+    elif until - last > silence:
+        end = min(end, max(last, after))
     return end
 
 
@@ -260,7 +282,7 @@ def plan_window(
             source = owner.get(gatherer)
             # A stream whose gatherer cannot be read this time is taken as broken before it.
             end = (
-                stream_end(source, market, stream, since, until, silence)
+                stream_end(source, market, stream, at, until, silence)
                 if source is not None
                 else since - TICK
             )
@@ -334,3 +356,28 @@ def _copy_in(production: Any, spec: TableSpec, payload: bytes) -> int:
             )
         )
         return int(cur.rowcount)
+
+
+def record_gaps(production: Any, window: BookWindow) -> None:
+    """Production's own book holes (gatherer `*`, cause `no_whole_stream`, alembic 0007): the
+    chain's gaps, so `verify` and readers see where production's book is not the exchange's.
+    A gap's id is derived from its market and start, so a repeated window records it once."""
+    rows = [
+        (str(uuid.uuid5(uuid.NAMESPACE_URL, f"kd-gap:{market}:{low.isoformat()}")), market,
+         low, high)
+        for market, gaps in window.gaps.items()
+        for low, high in gaps
+    ]  # fmt: skip
+    if not rows:
+        return
+    with dbapi_connection(production).cursor() as cur:
+        cur.executemany(
+            "INSERT INTO capture_holes (gatherer, hole_id, channel, market_tickers, cause, "
+            "from_at, to_at, detail) VALUES (%s, %s, %s, ARRAY[%s], %s, %s, %s, %s) "
+            "ON CONFLICT (gatherer, hole_id) DO NOTHING",
+            [
+                (PRODUCTION, hole_id, BOOK_CHANNEL, market, GAP_CAUSE, low, high,
+                 "no gatherer held a whole stream of this market's book")
+                for hole_id, market, low, high in rows
+            ],
+        )  # fmt: skip

@@ -85,8 +85,10 @@ def choose_pieces(
             first = next((b for b in usable if b.end >= since and b.at <= since), None)
             if first is None:
                 later = [b for b in usable if b.at > current.end]
-                first = later[0] if later else None
-                chain.gaps.append((max(current.end + TICK, since), first.at if first else until))
+                if not later:
+                    return chain  # still no stream: the gap is counted when one resumes
+                first = later[0]
+                chain.gaps.append((max(current.end + TICK, since), first.at))
             current = first
         else:
             current = usable[0] if usable else None
@@ -106,7 +108,8 @@ def choose_pieces(
             chain.pieces.append(Piece(current, current.end + TICK))
             later = [b for b in usable if b.at > current.end]
             if not later:
-                chain.gaps.append((current.end + TICK, until))
+                # Every stream ended (the fleet stopped, or all lost it) and none resumed yet:
+                # the gap is known, and counted, when a snapshot resumes the chain.
                 return chain
             nxt = later[0]
             chain.gaps.append((current.end + TICK, nxt.at))

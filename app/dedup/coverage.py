@@ -131,9 +131,13 @@ def _part(
             lost[channel] = mine if before is None else _intersect(before, mine)
         if not touched:
             complete_in.append(view.name)
-    gaps = chain.gaps if chain is not None else []
-    book = union_intervals([*(lost[BOOK_CHANNEL] or []), *clip_intervals(gaps, part)])
-    lost[BOOK_CHANNEL] = book
+    if chain is not None:
+        # The chain already weighed every gatherer's holes per market (a book hole ends for a
+        # market at its next snapshot); after its last piece, production has no book yet.
+        gaps = list(chain.gaps)
+        if chain.pieces and chain.pieces[-1].stop < part[1]:
+            gaps.append((chain.pieces[-1].stop, part[1]))
+        lost[BOOK_CHANNEL] = union_intervals(clip_intervals(gaps, part))
     spans = [spans for spans in lost.values() if spans]
     status: Status = "complete"
     if any(covers(s, part) for s in spans):

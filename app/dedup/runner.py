@@ -29,6 +29,7 @@ from app.dedup.books import (
     next_book_time,
     plan_window,
     read_source,
+    record_gaps,
     save_book_cursor,
 )
 from app.dedup.coverage import open_markets, read_holes, store_parts, window_parts
@@ -204,6 +205,7 @@ def _merge_books(
             views = [read_source(name, conn, since, until, silence) for name, conn in sources]
             window = plan_window(production, views, since, until, silence)
             copy_window(production, views, window)
+            record_gaps(production, window)
             holes = {name: read_holes(conn, since, until) for name, conn in sources}
             markets = open_markets((conn for _, conn in sources), since, until)
             parts = window_parts(views, window, holes, markets)

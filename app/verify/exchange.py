@@ -304,16 +304,25 @@ def _check_lifecycle(
 
 
 def check_against_exchange(
-    conn: Any, truth: Path, gatherer: str | None, holes: list[Hole] | None = None
+    conn: Any,
+    truth: Path,
+    gatherer: str | None,
+    holes: list[Hole] | None = None,
+    *,
+    index: HoleIndex | None = None,
+    start_ns: int | None = None,
 ) -> ExchangeCheck:
-    """Every trade and ticker change of the capture period: captured, in a hole, or not."""
+    """Every trade and ticker change of the capture period: captured, in a hole, or not.
+
+    A production database records no holes or sessions of its own: its caller gives `index`
+    (where every gatherer lost the stream) and `start_ns` (when the first one started)."""
     try:
         clock = read_clock(truth)
     except TruthError as exc:
         return ExchangeCheck(None, 0, [], [f"no exchange clock in the truth: {exc}"])
-    holes = read_holes(conn, gatherer) if holes is None else holes
-    start = capture_start(conn, gatherer)
-    index = HoleIndex(holes)
+    holes = read_holes(conn, gatherer) if holes is None and index is None else (holes or [])
+    start = capture_start(conn, gatherer) if start_ns is None else start_ns
+    index = HoleIndex(holes) if index is None else index
     if start is None:
         executed = sum(1 for _ in _trades(truth))
         problem = "nothing was captured: no listener session or hole is recorded"

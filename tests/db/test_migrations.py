@@ -60,13 +60,15 @@ def _frames(url: str) -> list[tuple[object, ...]]:
 def test_up_and_down_on_an_empty_database(scratch_database: str) -> None:
     result = migrations.upgrade(scratch_database)
     assert (result.created_database, result.before) == (False, None)
-    assert result.after == migrations.head_revision() == "0006"
+    assert result.after == migrations.head_revision() == "0007"
     relations = _relations(scratch_database)
     for table in ALL_TABLES:
         assert relations[table.name] == ("p" if table.partitioned else "r"), table.name
     for view in (*VIEWS, "raw_frames"):
         assert relations[view] == "v"
 
+    down = migrations.downgrade(scratch_database, "0006")
+    assert (down.before, down.after) == ("0007", "0006")
     merged = ("trades", "tickers", "lifecycle_events", "orderbook_snapshots", "orderbook_deltas")
     for table in merged:
         assert "ingest_xid" in _columns(scratch_database, table), table
@@ -161,9 +163,9 @@ def test_upgrade_creates_a_missing_database(postgres_admin_url: str) -> None:
     url = database_url(postgres_admin_url, name)
     try:
         result = migrations.upgrade(url)
-        assert result.created_database and result.after == "0006"
+        assert result.created_database and result.after == "0007"
         again = migrations.upgrade(url)
-        assert not again.created_database and again.before == again.after == "0006"
+        assert not again.created_database and again.before == again.after == "0007"
     finally:
         admin = psycopg2.connect(postgres_admin_url)
         admin.autocommit = True
@@ -186,14 +188,14 @@ def test_cli_creates_the_database_and_migrates(postgres_admin_url: str) -> None:
         first = run_cli("migrate", KD_DATABASE_URL=url)
         assert first.returncode == 0, first.stderr
         assert f"created database {url}" in first.stdout
-        assert "base -> 0006" in first.stdout
-        assert migrations.current_revision(url) == "0006"
+        assert "base -> 0007" in first.stdout
+        assert migrations.current_revision(url) == "0007"
 
         second = run_cli("migrate", "--database-url", url)
-        assert second.returncode == 0 and "already at revision 0006" in second.stdout
+        assert second.returncode == 0 and "already at revision 0007" in second.stdout
 
         down = run_cli("migrate", "--database-url", url, "--downgrade", "0001")
-        assert down.returncode == 0 and "0006 -> 0001" in down.stdout
+        assert down.returncode == 0 and "0007 -> 0001" in down.stdout
         assert migrations.current_revision(url) == "0001"
     finally:
         admin = psycopg2.connect(postgres_admin_url)

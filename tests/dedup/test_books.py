@@ -227,6 +227,12 @@ def test_a_stretch_no_gatherer_holds_is_a_gap_and_the_book_resumes_at_the_next_s
     for seconds in (5.0, 9.2, 15.1, 22.0, 31.0):
         for ticker in TICKERS:
             assert _book(fleet.production, ticker, seconds) == feed.book(seconds)[ticker]
+    holes = rows(
+        fleet.production,
+        "SELECT market_tickers[1], cause, from_at, to_at FROM capture_holes WHERE gatherer = '*'",
+    )
+    assert sorted(h[:2] for h in holes) == [(t, "no_whole_stream") for t in TICKERS]
+    assert all(at(9.0) < low and high <= at(15.3) for _, _, low, high in holes), holes
     coverage = rows(fleet.production, "SELECT market_ticker, status, gatherers FROM coverage")
     assert sorted(coverage) == [
         ("KXB-26DEC01-T1", "degraded", []),
