@@ -238,34 +238,24 @@ def _content_key(alias: str) -> sql.Composable:
 def _merge_tickers(cur: Any, stage: sql.Identifier) -> int:
     """Insert the shortfall per content key: the gatherer's count minus production's.
 
-    Keys production already has at that (market, exchange time) are ranked (the gatherer's
-    rows already in production first, so the rows picked for the shortfall are never ones
-    production holds, which the key would skip); keys new to production take every staged row
-    as it is, without ranking: the first gatherer merged, most of the rows, costs one insert."""
+    The gatherer's rows already in production are ranked first, so the rows picked for the
+    shortfall are never ones production holds (which the key would skip)."""
     key = sql.SQL(", ").join(sql.Identifier(c) for c in TICKERS.key)
-    known = sql.SQL(
-        "EXISTS (SELECT 1 FROM tickers p WHERE p.market_ticker = s.market_ticker "
-        "AND p.exchange_ts = s.exchange_ts)"
-    )
     cur.execute(
         sql.SQL(
-            "WITH keys AS (SELECT DISTINCT market_ticker, exchange_ts FROM pg_temp.{stage} s "
-            "WHERE {known}), "
-            "staged AS (SELECT s.* FROM pg_temp.{stage} s JOIN keys k "
-            "ON s.market_ticker = k.market_ticker AND s.exchange_ts = k.exchange_ts), "
+            "WITH keys AS (SELECT DISTINCT market_ticker, exchange_ts FROM pg_temp.{stage}), "
             "have AS (SELECT {pkey} AS ck, count(*) AS c FROM tickers p "
             "JOIN keys k ON p.market_ticker = k.market_ticker AND p.exchange_ts = k.exchange_ts "
             "GROUP BY 1), "
-            "present AS (SELECT {key} FROM staged JOIN tickers USING ({key})), "
+            "present AS (SELECT {key} FROM pg_temp.{stage} JOIN tickers USING ({key})), "
             "ranked AS (SELECT s.*, {skey} AS ck, row_number() OVER (PARTITION BY {skey} "
             "ORDER BY (pr.gatherer IS NOT NULL) DESC, s.received_ns, s.connection_id, "
-            "s.batch_pos) AS n FROM staged s LEFT JOIN present pr USING ({key})) "
+            "s.batch_pos) AS n FROM pg_temp.{stage} s LEFT JOIN present pr USING ({key})) "
             "INSERT INTO tickers ({cols}) SELECT {rcols} FROM ranked r "
             "LEFT JOIN have h ON h.ck = r.ck WHERE r.n > COALESCE(h.c, 0) "
             "ON CONFLICT DO NOTHING"
         ).format(
             stage=stage,
-            known=known,
             key=key,
             pkey=_content_key("p"),
             skey=_content_key("s"),
@@ -273,18 +263,4 @@ def _merge_tickers(cur: Any, stage: sql.Identifier) -> int:
             rcols=sql.SQL(", ").join(sql.Identifier("r", c) for c in TICKERS.columns),
         )
     )
-    inserted = int(cur.rowcount)
-    # What is left has no production row at its (market, exchange time): all of it is new.
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in TICKERS.columns)
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO tickers ({cols}) SELECT {scols} FROM pg_temp.{stage} s "
-            "WHERE NOT {known} ON CONFLICT DO NOTHING"
-        ).format(
-            cols=columns,
-            scols=sql.SQL(", ").join(sql.Identifier("s", c) for c in TICKERS.columns),
-            stage=stage,
-            known=known,
-        )
-    )
-    return inserted + int(cur.rowcount)
+    return int(cur.rowcount)
