@@ -7,7 +7,12 @@ Create Date: 2026-12-03
 
 A gatherer records the stretches it may have missed; production records, under gatherer `*`,
 the stretches its chain of order book pieces could not cover from any gatherer (DESIGN §5:
-"mark windows no gatherer covers"). `book_at` and `verify` read them as holes like any other.
+"mark windows no gatherer covers"). `verify` reads them as holes like any other.
+
+Also a BRIN index on `received_at` of both book tables: the deduplicator reads the book rows
+of a time window from every gatherer (app/dedup/books.py), and the only index there leads with
+the market. BRIN suits rows appended in receive-time order, costs almost nothing to keep and
+works on native partitions and TimescaleDB chunks alike.
 """
 
 from __future__ import annotations
@@ -35,10 +40,19 @@ def _check(causes: Sequence[str]) -> str:
     )
 
 
+BOOK_TABLES = ("orderbook_snapshots", "orderbook_deltas")
+
+
 def upgrade() -> None:
     op.execute(_check((*CAUSES, "no_whole_stream")))
+    for table in BOOK_TABLES:
+        op.execute(
+            f"CREATE INDEX IF NOT EXISTS {table}_received_brin ON {table} USING brin (received_at)"
+        )
 
 
 def downgrade() -> None:
+    for table in BOOK_TABLES:
+        op.execute(f"DROP INDEX IF EXISTS {table}_received_brin")
     op.execute("DELETE FROM capture_holes WHERE cause = 'no_whole_stream'")
     op.execute(_check(CAUSES))

@@ -300,11 +300,14 @@ def _pieces_query(spec: TableSpec, snapshots: bool) -> sql.Composable:
         "%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[]) "
         "AS p(g, m, c, s, q, lo, hi) ON d.gatherer = p.g AND d.market_ticker = p.m "
         "AND d.connection_id = p.c AND d.sid = p.s AND {seq} AND d.received_at >= p.lo "
-        "AND d.received_at < p.hi{extra}"
+        "AND d.received_at < p.hi{extra} "
+        # The pieces' overall span as constants: partitions outside it are pruned, and the
+        # received_at BRIN index (alembic 0007) narrows the scan to the window.
+        "WHERE d.received_at >= %s AND d.received_at < %s"
     ).format(cols=cols, table=sql.Identifier(spec.name), seq=sql.SQL(seq), extra=sql.SQL(extra))
 
 
-def _piece_arrays(pieces: list[Piece], since: datetime) -> tuple[list[Any], ...]:
+def _piece_arrays(pieces: list[Piece], since: datetime) -> tuple[Any, ...]:
     rows = []
     for piece in pieces:
         base = piece.base
@@ -313,7 +316,10 @@ def _piece_arrays(pieces: list[Piece], since: datetime) -> tuple[list[Any], ...]
             s = base.stream
             rows.append((s.gatherer, base.market, s.connection_id, s.sid, base.seq, low,
                          piece.stop))  # fmt: skip
-    return tuple(list(column) for column in zip(*rows, strict=True)) if rows else ()
+    if not rows:
+        return ()
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return (*columns, min(columns[5]), max(columns[6]))
 
 
 def copy_window(production: Any, views: list[SourceView], window: BookWindow) -> None:
@@ -338,11 +344,19 @@ def copy_window(production: Any, views: list[SourceView], window: BookWindow) ->
                 window.inserted[spec.name] = window.inserted.get(spec.name, 0) + added
 
 
-def _copy_out(conn: Any, query: sql.Composable, arrays: tuple[list[Any], ...]) -> bytes:
+def _copy_out(conn: Any, query: sql.Composable, arrays: tuple[Any, ...]) -> bytes:
+    """The pieces' rows as COPY text. One pass over the window joined by hash with the pieces:
+    probing an index once per piece is quadratic when the planner picks the key index of a
+    whole stream (it does on a fresh partition not yet analyzed: 4 s instead of 0.1 s for
+    100,000 deltas of 200 markets)."""
     out = io.BytesIO()
     with dbapi_connection(conn).cursor() as cur:
         text = cur.mogrify(query.as_string(cur), arrays).decode()
-        cur.copy_expert(f"COPY ({text}) TO STDOUT", out)
+        cur.execute("SET enable_nestloop = off")
+        try:
+            cur.copy_expert(f"COPY ({text}) TO STDOUT", out)
+        finally:
+            cur.execute("RESET enable_nestloop")
     return out.getvalue()
 
 

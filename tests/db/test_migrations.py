@@ -57,6 +57,20 @@ def _frames(url: str) -> list[tuple[object, ...]]:
     return rows
 
 
+def _brin_indexes(url: str) -> set[str]:
+    """The BRIN indexes of the parent tables (alembic 0007)."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
+            "JOIN pg_index i ON i.indexrelid = c.oid "
+            "JOIN pg_class t ON t.oid = i.indrelid "
+            "WHERE a.amname = 'brin' AND t.relname IN ('orderbook_deltas', 'orderbook_snapshots')"
+        )
+        found = {row[0] for row in cur.fetchall()}
+    conn.close()
+    return found
+
+
 def test_up_and_down_on_an_empty_database(scratch_database: str) -> None:
     result = migrations.upgrade(scratch_database)
     assert (result.created_database, result.before) == (False, None)
@@ -67,8 +81,13 @@ def test_up_and_down_on_an_empty_database(scratch_database: str) -> None:
     for view in (*VIEWS, "raw_frames"):
         assert relations[view] == "v"
 
+    assert _brin_indexes(scratch_database) == {
+        "orderbook_deltas_received_brin",
+        "orderbook_snapshots_received_brin",
+    }
     down = migrations.downgrade(scratch_database, "0006")
     assert (down.before, down.after) == ("0007", "0006")
+    assert _brin_indexes(scratch_database) == set()
     merged = ("trades", "tickers", "lifecycle_events", "orderbook_snapshots", "orderbook_deltas")
     for table in merged:
         assert "ingest_xid" in _columns(scratch_database, table), table
