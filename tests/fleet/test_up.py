@@ -71,7 +71,7 @@ def test_up_captures_exactly_what_the_exchange_sent(
         faults += " --ack-consumes-seq"
         env["KD_LISTENER__USE_YES_PRICE"] = "true"
     result = run_cli(
-        "up", "--duration", "25", "--sim-port", "0", "--sim-markets", "120",
+        "up", "--duration", "21", "--sim-port", "0", "--sim-markets", "120",
         "--sim-rate", "300", "--sim-seed", "11", "--truth", str(truth),
         "--sim-extra", faults, "--run-dir", str(tmp_path / "run"),
         timeout=240, **env,

@@ -128,7 +128,7 @@ def test_three_faulted_gatherers_leave_production_equal_to_the_exchange(
         "KD_BACKFILL__MARGIN_S": "1",
     }
     run = UpRun(
-        tmp_path, env, "--gatherers", "3", "--duration", "24", "--sim-port", "0",
+        tmp_path, env, "--gatherers", "3", "--duration", "22", "--sim-port", "0",
         "--sim-markets", "40", "--sim-rate", "150", "--sim-seed", "5", "--truth", str(truth),
         "--sim-extra", "--skip-seq-every 1000 --malformed-every 5 --drop-every 10",
         "--dedup-interval", "2", "--run-dir", str(tmp_path / "run"),
