@@ -266,7 +266,10 @@ def test_kill_9_listener_leaves_a_recorded_hole_that_the_backfill_fills(
         " --market-lifetime 12",
     )  # fmt: skip
     run.wait_for_output("up_started", 90)
-    run.sleep_until(6)
+    # Killed before it wrote its first heartbeat, a listener leaves nothing for a successor to
+    # settle (no session, no hole): wait until it is connected and frames flow.
+    run.wait_for_output("listener_session_opened", 60)
+    run.sleep_until(max(6.0, run.elapsed() + 2.0))
     listener = run.child("listener")
     assert listener is not None, "no listener under up"
     os.kill(listener, signal.SIGKILL)

@@ -136,7 +136,10 @@ def test_three_faulted_gatherers_leave_production_equal_to_the_exchange(
     try:
         run.wait_for_output("up_started", 90)
         members = list(fleet_run.members())
-        run.sleep_until(run.elapsed() + 5)
+        # A listener killed before its first heartbeat leaves nothing to settle: wait for
+        # sessions (every listener opens its own within a second of the first).
+        run.wait_for_output("listener_session_opened", 60)
+        run.sleep_until(run.elapsed() + 4)
         os.kill(_listener_of(run, members[0]), signal.SIGKILL)
         run.sleep_until(run.elapsed() + 4)
         os.kill(_listener_of(run, members[1]), signal.SIGTERM)
