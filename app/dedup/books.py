@@ -26,10 +26,10 @@ from typing import Any
 
 from psycopg2 import sql
 
+from app.db.copy import copy_idempotent
 from app.db.engine import dbapi_connection
 from app.db.tables import ORDERBOOK_DELTAS, ORDERBOOK_SNAPSHOTS, TableSpec
 from app.dedup.chain import TICK, Base, Chain, Piece, StreamKey, choose_pieces
-from app.dedup.merge import stage_rows
 
 log = logging.getLogger("kalshi_data.dedup")
 
@@ -361,15 +361,10 @@ def _copy_out(conn: Any, query: sql.Composable, arrays: tuple[Any, ...]) -> byte
 
 
 def _copy_in(production: Any, spec: TableSpec, payload: bytes) -> int:
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
-    with dbapi_connection(production).cursor() as cur:
-        stage = stage_rows(cur, spec, payload)
-        cur.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT DO NOTHING").format(
-                sql.Identifier(spec.name), columns, columns, stage
-            )
-        )
-        return int(cur.rowcount)
+    """The ingest write path (`app.db.copy.copy_idempotent`): a direct COPY, and the staged
+    `ON CONFLICT DO NOTHING` insert only when a row is already there (a window repeated, or a
+    piece starting at a snapshot copied before)."""
+    return copy_idempotent(production, spec, spec.columns, lambda: io.BytesIO(payload))
 
 
 def record_gaps(production: Any, window: BookWindow) -> None:
